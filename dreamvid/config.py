@@ -1,0 +1,108 @@
+"""Typed configuration: the schema and every default live here, once.
+
+Hydra composes `conf/` on top of these dataclasses; a key that is not declared here is rejected,
+so a typo on the command line fails at once instead of being silently ignored.
+Settings typed `Any` accept a number or a schedule string (see `dreamvid.schedule`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+MODES = ("zoom", "video", "neuron")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lite0"
+    weights: Optional[str] = None  # explicit weights file; default: the packaged or torch-hub file
+    layers: List[str] = field(default_factory=lambda: ["blocks.10"])  # this model's default dream layers
+    min_size: int = 32  # smallest octave side (pixels) the network accepts
+
+
+@dataclass
+class DreamConfig:
+    layers: List[str] = field(default_factory=list)  # empty: the model's default layers
+    layer_weights: List[Any] = field(default_factory=list)  # one per layer; empty: all 1
+    channels: List[List[int]] = field(default_factory=list)  # one list per layer; empty list: all channels
+    octaves: Any = 4
+    octave_scale: Any = 1.4
+    iterations: Any = 10
+    step: Any = 1.5  # mean change per iteration, in 0-255 pixel levels (the 2015 notebook's step_size)
+    jitter: Any = 32  # random roll in pixels, undone after each step
+    guide: Optional[str] = None  # guide image: dream towards its features instead of amplifying
+    guide_weight: Any = 1.0
+
+
+@dataclass
+class MotionConfig:
+    """Rates per second; converted to per-frame by compounding, exact for any fps."""
+
+    zoom: Any = 1.25  # scale factor per second (>1 zooms in)
+    angle: Any = 0.0  # degrees per second, counter-clockwise
+    tx: Any = 0.0  # pixels per second, image content moves right
+    ty: Any = 0.0  # pixels per second, image content moves down
+    cx: Any = 0.5  # transform centre, fraction of width
+    cy: Any = 0.5  # transform centre, fraction of height
+    border: str = "reflection"  # reflection | border (replicate); never black
+
+
+@dataclass
+class FlowConfig:
+    method: str = "dis"  # dis | farneback | none
+    preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+
+
+@dataclass
+class CoherenceConfig:
+    warp: str = "residual"  # residual | frame: what of the previous dream is carried along the flow
+    blend: Any = 0.9  # weight of the warped dream on reliable pixels
+    iterations: Any = 4  # iterations per octave on frames that start from a warped dream
+    octaves: Any = 2  # octaves on frames that start from a warped dream
+    cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
+    color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
+
+
+@dataclass
+class NeuronConfig:
+    steps: int = 256
+    size: int = 128
+    lr: float = 0.05
+    param: str = "fourier"  # fourier (decorrelated, 1/f) | pixel
+    objective: str = "channel"  # channel | neuron (the centre position of the channel)
+    record_every: int = 0  # >0: record a frame of the optimisation every N steps into a video
+    compare: bool = False  # also render the plain-pixel parameterisation side by side
+
+
+@dataclass
+class Config:
+    mode: str = "zoom"
+    input: Optional[str] = None
+    output: Optional[str] = None  # .mp4 | .gif | folder for PNG frames; default: dream.mp4 in the run folder
+    frames: int = 36
+    fps: float = 12.0
+    width: Optional[int] = None
+    height: Optional[int] = None
+    max_frames: Optional[int] = None
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    resume: Optional[str] = None
+    progress: bool = True
+    channels: List[Any] = field(default_factory=list)  # neuron mode: ints, "a-b" ranges or "first:N"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dream: DreamConfig = field(default_factory=DreamConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+
+def register() -> None:
+    """Register the schemas so that `conf/` YAML files can extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="flow", name="base_flow", node=FlowConfig)

@@ -1,0 +1,144 @@
+"""The DeepDream core: gradient ascent on layer activations over an image pyramid.
+
+After Google's 2015 notebook (google/deepdream `dream.ipynb`): jitter by a random roll that is undone,
+a step normalised by the mean absolute gradient, clamping to the valid range, octaves that carry only
+the detail (dreamed - octave base) up to the next, larger octave. Images are (B, 3, H, W) in [0, 1].
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .model import DreamvidError
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+Features = Callable[[torch.Tensor], Dict[str, torch.Tensor]]
+Callback = Optional[Callable[[dict], None]]
+
+
+def make_objective(features: Features, layers: Sequence[str], weights: Sequence[float] = (),
+                   channels: Sequence[Sequence[int]] = (),
+                   guides: Optional[Dict[str, torch.Tensor]] = None, guide_weight: float = 1.0) -> Objective:
+    """image -> scalar to maximise: the weighted mean square of each layer's (selected) activations.
+
+    With `guides` (layer -> guide features (C, N)), each position is instead pulled towards the guide
+    feature it matches best by dot product (the notebook's guided dreaming).
+    """
+    layers = list(layers)
+    weights = list(weights) or [1.0] * len(layers)
+    channels = list(channels) or [[] for _ in layers]
+    if len(weights) != len(layers):
+        raise DreamvidError(f"dream.layer_weights has {len(weights)} values for {len(layers)} layers")
+    if len(channels) != len(layers):
+        raise DreamvidError(f"dream.channels has {len(channels)} lists for {len(layers)} layers")
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        acts = features(x)
+        total = x.new_zeros(())
+        for layer, w, ch in zip(layers, weights, channels):
+            a = acts[layer]
+            if ch:
+                if max(ch) >= a.shape[1] or min(ch) < 0:
+                    raise DreamvidError(f"channel {max(ch)} out of range for layer {layer}, which has "
+                                        f"{a.shape[1]} channels (0..{a.shape[1] - 1})")
+                a = a[:, list(ch)]
+            if guides is not None and layer in guides:
+                total = total + w * guide_weight * (a * guided_target(a, guides[layer])).mean()
+            else:
+                total = total + w * a.float().pow(2).mean()
+        return total
+
+    return objective
+
+
+def guided_target(a: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """For activations a (B, C, H, W) and guide features (C, N): the best-matching guide feature at each position."""
+    b, c, h, w = a.shape
+    x = a.detach().reshape(b, c, h * w)
+    match = torch.einsum("bcp,cn->bpn", x, guide.to(x.dtype)).argmax(-1)  # (B, HW)
+    return guide.to(a.dtype)[:, match].permute(1, 0, 2).reshape(b, c, h, w)
+
+
+def guide_features(features: Features, guide: torch.Tensor, layers: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """Guide image (1, 3, H, W) -> {layer: features (C, N)}."""
+    with torch.no_grad():
+        acts = features(guide)
+    return {layer: acts[layer][0].flatten(1).detach() for layer in layers}
+
+
+def dream_step(x: torch.Tensor, objective: Objective, *, step: float = 1.5, jitter: int = 32,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One ascent step: roll by a random jitter, step along the normalised gradient, roll back, clamp.
+
+    step is the mean absolute change in 0-255 pixel levels, as the notebook's step_size.
+    """
+    if jitter > 0:
+        ox, oy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
+    else:
+        ox = oy = 0
+    xs = torch.roll(x, (oy, ox), (2, 3)).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(objective(xs), xs)
+    g = torch.roll(g, (-oy, -ox), (2, 3))
+    g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    return (x.detach() + (step / 255.0) * g).clamp(0.0, 1.0)
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: int = 32) -> List[Tuple[int, int]]:
+    """Sizes of the pyramid, largest first; octaves that would be smaller than min_size are dropped."""
+    if octaves < 1:
+        raise DreamvidError(f"dream.octaves must be at least 1, got {octaves}")
+    if scale <= 1.0:
+        raise DreamvidError(f"dream.octave_scale must be greater than 1, got {scale}")
+    if min(height, width) < min_size:
+        raise DreamvidError(f"image {width}x{height} is smaller than the {min_size} px this model needs: "
+                            f"use width/height of at least {min_size}")
+    sizes = []
+    for i in range(octaves):
+        h, w = round(height / scale**i), round(width / scale**i)
+        if min(h, w) < min_size:
+            warnings.warn(f"dream.octaves={octaves} would shrink {width}x{height} below {min_size} px; "
+                          f"using {len(sizes)} octaves", stacklevel=2)
+            break
+        sizes.append((h, w))
+    return sizes
+
+
+def resize(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrinking = size[0] < x.shape[-2]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_scale: float = 1.4,
+          iterations: int = 10, step: float = 1.5, jitter: int = 32, min_size: int = 32,
+          generator: Optional[torch.Generator] = None, callback: Callback = None) -> torch.Tensor:
+    """Dream an image over an octave pyramid; only the detail is carried up between octaves.
+
+    x: (B, 3, H, W) in [0, 1] -> same shape, dreamed.
+    """
+    if iterations < 0:
+        raise DreamvidError(f"dream.iterations must be 0 or more, got {iterations}")
+    x = x.detach()
+    sizes = octave_sizes(x.shape[-2], x.shape[-1], octaves, octave_scale, min_size)
+    bases = [resize(x, s) for s in sizes]
+    detail = torch.zeros_like(bases[-1])
+    img = bases[-1]
+    for level, base in enumerate(reversed(bases)):
+        img = (base + resize(detail, base.shape[-2:])).clamp(0.0, 1.0)
+        for i in range(iterations):
+            img = dream_step(img, objective, step=step, jitter=jitter, generator=generator)
+            if callback is not None:
+                callback({"octave": level, "iteration": i, "image": img})
+        detail = img - base
+    return img
+
+
+def image_generator(seed: int, index: int = 0) -> torch.Generator:
+    """A CPU generator for frame `index` of a render: each frame's randomness depends only on (seed, index),
+    so a resumed render reproduces an uninterrupted one exactly."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(index)) % (2**63))
+

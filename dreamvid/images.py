@@ -1,0 +1,98 @@
+"""Still images: reading any common image into RGB, the built-in starting image, tensor conversion."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import DreamvidError
+
+
+def read_image(path: str) -> np.ndarray:
+    """Any image file -> (H, W, 3) uint8 RGB; grayscale, alpha, 16-bit and palette images are converted."""
+    import imageio.v3 as iio
+
+    if not os.path.exists(path):
+        raise DreamvidError(f"input not found: {path}")
+    if os.path.isdir(path):
+        raise DreamvidError(f"input is a directory, not an image: {path}")
+    try:
+        img = iio.imread(path, index=0) if path.lower().endswith((".gif", ".tif", ".tiff", ".webp")) \
+            else iio.imread(path)
+    except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
+        raise DreamvidError(f"cannot read {path} as an image (is it a picture file?)") from None
+    return to_rgb8(np.asarray(img))
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """Grayscale / gray+alpha / RGBA (composited on white) / 16-bit / float -> (H, W, 3) uint8."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
+        raise DreamvidError(f"unsupported image shape {img.shape}: expected gray, RGB or RGBA")
+    if img.dtype == np.uint8:
+        f = img.astype(np.float32) / 255.0
+    elif np.issubdtype(img.dtype, np.integer):
+        f = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
+    else:
+        f = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if f.shape[-1] in (2, 4):  # alpha: composite on white so transparent areas do not turn black
+        alpha = f[..., -1:]
+        f = f[..., :-1] * alpha + (1.0 - alpha)
+    if f.shape[-1] == 1:
+        f = np.repeat(f, 3, axis=-1)
+    return np.clip(np.round(f * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1)[None].float() / 255.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8 on the host."""
+    return (x[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def fit_size(img: np.ndarray, width: Optional[int], height: Optional[int]) -> np.ndarray:
+    """Resize to width x height; with only one given, keep the aspect ratio."""
+    h, w = img.shape[:2]
+    if width is None and height is None:
+        return img
+    if width is None:
+        width = max(1, round(w * height / h))
+    if height is None:
+        height = max(1, round(h * width / w))
+    if (width, height) == (w, h):
+        return img
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                      antialias=height < h or width < w)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def clouds(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """The built-in starting image: soft procedural clouds in a blue sky, where dreams find animals.
+
+    Fractal noise: a sum of smoothly upsampled random grids, each octave finer and fainter.
+    """
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.zeros(1, 1, height, width)
+    amp, total = 1.0, 0.0
+    for cells in (3, 6, 12, 24, 48, 96):
+        grid = torch.rand(1, 1, cells, max(2, round(cells * width / height)), generator=g)
+        noise += amp * F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
+        total += amp
+        amp *= 0.55
+    n = (noise / total)[0, 0]
+    n = (n - n.min()) / (n.max() - n.min() + 1e-8)
+    cover = ((n - 0.35) / 0.45).clamp(0, 1) ** 1.3  # cloud density
+    yy = torch.linspace(0, 1, height).view(height, 1)
+    sky = torch.stack([0.25 + 0.2 * yy, 0.45 + 0.2 * yy, 0.85 + 0.1 * yy], -1).expand(height, width, 3)
+    shade = (0.75 + 0.25 * n).unsqueeze(-1)  # brighter tops, greyer bellies
+    cloud = torch.stack([shade[..., 0], shade[..., 0], shade[..., 0] * 1.02], -1)
+    img = sky * (1 - cover.unsqueeze(-1)) + cloud * cover.unsqueeze(-1)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

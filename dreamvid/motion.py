@@ -1,0 +1,58 @@
+"""Zoom, rotation and translation as one affine resample on the device.
+
+Rates are per second and converted to per frame exactly: a zoom compounds (rate ** (1/fps)), angles
+and translations add up (rate / fps). Borders reflect or replicate; they are never black.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .model import DreamvidError
+
+BORDERS = ("reflection", "border")
+
+
+def per_frame_zoom(zoom_per_second: float, fps: float) -> float:
+    """Zoom factor per frame: compounding, so fps frames multiply to exactly the per-second rate."""
+    if zoom_per_second <= 0:
+        raise DreamvidError(f"motion.zoom must be positive (1 = no zoom, 1.25 = 25% per second), got {zoom_per_second}")
+    if fps <= 0:
+        raise DreamvidError(f"fps must be positive, got {fps}")
+    return zoom_per_second ** (1.0 / fps)
+
+
+def affine_theta(height: int, width: int, *, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0,
+                 ty: float = 0.0, cx: float = 0.5, cy: float = 0.5) -> torch.Tensor:
+    """The (1, 2, 3) matrix for `affine_grid` (align_corners=False) that maps output to input coordinates.
+
+    The content is scaled by `zoom` about (cx, cy) (fractions of the size), rotated counter-clockwise by
+    `angle` degrees and moved by (tx, ty) pixels.
+    """
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    px, py = cx * width - 0.5, cy * height - 0.5  # centre in pixel coordinates
+    # input = centre + R(-angle) ((output - centre - t) / zoom), in pixels (y down).
+    m = torch.tensor([[c, -s], [s, c]], dtype=torch.float64) / zoom
+    off = torch.tensor([px, py], dtype=torch.float64) - m @ torch.tensor([px + tx, py + ty], dtype=torch.float64)
+    pix = torch.eye(3, dtype=torch.float64)
+    pix[:2, :2], pix[:2, 2] = m, off
+    # normalised <- pixel: n = (2p + 1) / size - 1
+    norm = torch.tensor([[2 / width, 0, 1 / width - 1], [0, 2 / height, 1 / height - 1], [0, 0, 1]],
+                        dtype=torch.float64)
+    theta = norm @ pix @ torch.linalg.inv(norm)
+    return theta[:2].unsqueeze(0).float()
+
+
+def transform(x: torch.Tensor, *, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0,
+              cx: float = 0.5, cy: float = 0.5, border: str = "reflection") -> torch.Tensor:
+    """Resample x (B, C, H, W) by one affine map; identity settings return x unchanged."""
+    if border not in BORDERS:
+        raise DreamvidError(f"motion.border must be one of {', '.join(BORDERS)}, got {border!r}")
+    if zoom == 1.0 and angle == 0.0 and tx == 0.0 and ty == 0.0:
+        return x
+    theta = affine_theta(x.shape[-2], x.shape[-1], zoom=zoom, angle=angle, tx=tx, ty=ty, cx=cx, cy=cy)
+    grid = F.affine_grid(theta.to(x.device).expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=border, align_corners=False)
