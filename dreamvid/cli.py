@@ -1,0 +1,75 @@
+"""The command line: Hydra composes the config, which is turned into the typed Config once."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import List, Optional
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .config import Config, register
+from .model import MODELS, DreamvidError
+
+register()
+
+USAGE_LAYERS = "usage: dreamvid layers [MODEL]   (models: " + ", ".join(MODELS) + ")"
+
+
+def _verbose() -> bool:
+    return bool(os.environ.get("HYDRA_FULL_ERROR") or os.environ.get("DREAMVID_DEBUG"))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"dreamvid: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def to_config(dcfg: DictConfig) -> Config:
+    cfg = OmegaConf.to_object(dcfg)
+    assert isinstance(cfg, Config)
+    return cfg
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def _hydra_main(dcfg: DictConfig) -> Optional[str]:
+    from . import pipeline
+
+    cfg = to_config(dcfg)
+    try:
+        out = pipeline.run(cfg)
+    except DreamvidError as e:
+        if _verbose():
+            raise
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    print(f"dreamvid: wrote {out}")
+    return out
+
+
+def list_layers_command(argv: List[str]) -> int:
+    from .model import list_layers
+
+    name = argv[0] if argv else "lite0"
+    if name in ("-h", "--help"):
+        print(USAGE_LAYERS)
+        return 0
+    try:
+        rows = list_layers(name)
+    except DreamvidError as e:
+        print(f"dreamvid: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{'layer':<16} channels")
+    for layer, channels in rows:
+        print(f"{layer:<16} {channels}")
+    return 0
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "layers":
+        sys.exit(list_layers_command(sys.argv[2:]))
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
+    _hydra_main()

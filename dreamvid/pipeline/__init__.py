@@ -1,0 +1,21 @@
+"""The modes: each chains the stages in its own order. Only this package knows the order."""
+from __future__ import annotations
+
+from ..config import Config
+from .common import check
+
+
+def run(cfg: Config) -> str:
+    """Run the configured mode; returns the main output's path."""
+    check(cfg)
+    if cfg.mode == "zoom":
+        from .zoom import run_zoom
+
+        return run_zoom(cfg)
+    if cfg.mode == "video":
+        from .clip import run_video
+
+        return run_video(cfg)
+    from .neuron import run_neuron
+
+    return run_neuron(cfg)["grid"]
