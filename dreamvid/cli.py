@@ -42,7 +42,9 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
     except DreamvidError as e:
         if _verbose():
             raise
-        _fail(str(e))
+        code = getattr(e, "exit_code", 2)
+        print(f"dreamvid: {'error: ' if code == 2 else ''}{e}", file=sys.stderr)
+        sys.exit(code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     print(f"dreamvid: wrote {out}")
@@ -70,6 +72,5 @@ def list_layers_command(argv: List[str]) -> int:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "layers":
         sys.exit(list_layers_command(sys.argv[2:]))
-    warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
     _hydra_main()

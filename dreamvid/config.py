@@ -63,6 +63,7 @@ class CoherenceConfig:
     octaves: Any = 2  # octaves on frames that start from a warped dream
     cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
     color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
+    strength_cap: float = 1.0  # carried frames' mean residual at most this x the last keyframe's; 0: off
 
 
 @dataclass
@@ -74,6 +75,7 @@ class NeuronConfig:
     objective: str = "channel"  # channel | neuron (the centre position of the channel)
     record_every: int = 0  # >0: record a frame of the optimisation every N steps into a video
     compare: bool = False  # also render the plain-pixel parameterisation side by side
+    decay_power: float = 1.0  # Fourier amplitudes scale as 1/f**decay_power (1: natural images; more: smoother)
 
 
 @dataclass

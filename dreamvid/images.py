@@ -19,11 +19,17 @@ def read_image(path: str) -> np.ndarray:
         raise DreamvidError(f"input not found: {path}")
     if os.path.isdir(path):
         raise DreamvidError(f"input is a directory, not an image: {path}")
-    try:
-        img = iio.imread(path, index=0) if path.lower().endswith((".gif", ".tif", ".tiff", ".webp")) \
-            else iio.imread(path)
-    except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise DreamvidError(f"cannot read {path} as an image (is it a picture file?)") from None
+    import cv2
+
+    # OpenCV keeps 16-bit depth and alpha; imageio reads what it cannot (GIF, some palettes).
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is not None and img.ndim == 3:
+        img = img[..., [2, 1, 0, 3][: img.shape[2]]] if img.shape[2] in (3, 4) else img
+    if img is None:
+        try:
+            img = iio.imread(path, index=0)
+        except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
+            raise DreamvidError(f"cannot read {path} as an image (is it a picture file?)") from None
     return to_rgb8(np.asarray(img))
 
 

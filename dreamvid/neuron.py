@@ -50,7 +50,7 @@ def parse_channels(spec: Any, n_channels: int, *, layer: str = "") -> List[int]:
         return list(range(min(DEFAULT_COUNT, n_channels)))
     out: List[int] = []
     for item in items:
-        for c in _parse_item(item, valid):
+        for c in _parse_item(item, n_channels, valid):
             if not 0 <= c < n_channels:
                 raise DreamvidError(f"channel {c} is out of range: {valid}")
             if c not in out:
@@ -58,7 +58,7 @@ def parse_channels(spec: Any, n_channels: int, *, layer: str = "") -> List[int]:
     return out
 
 
-def _parse_item(item: Any, valid: str) -> List[int]:
+def _parse_item(item: Any, n_channels: int, valid: str) -> List[int]:
     if isinstance(item, bool) or not isinstance(item, (str, numbers.Integral)):
         raise DreamvidError(f"cannot read channel {item!r}: use an int, 'A-B' or 'first:N'")
     if isinstance(item, numbers.Integral):
@@ -76,6 +76,8 @@ def _parse_item(item: Any, valid: str) -> List[int]:
             n = int(m.group(1))
             if n < 1:
                 raise DreamvidError(f"{part!r} selects no channels: use first:N with N >= 1")
+            if n > n_channels:
+                raise DreamvidError(f"{part!r} asks for more channels than there are: {valid}")
             out += range(n)
         else:
             raise DreamvidError(f"cannot read channel {part!r}: use an int (12), a range (10-19) or "

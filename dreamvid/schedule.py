@@ -30,6 +30,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .model import DreamvidError
@@ -150,7 +151,7 @@ class _EvalError(Exception):
 
 
 def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -207,9 +208,12 @@ def _split_mode(text: str, name: str, default: str = "linear") -> Tuple[str, str
     return default, text
 
 
-def _keyframes(text: str, name: str) -> Optional[List[Tuple[int, str]]]:
-    """[(frame, value text)] sorted by frame, or None when the text has no keyframes (a bare value)."""
-    items = _split_top(text, ",")
+def _keyframes(body: str, name: str, text: str) -> Optional[List[Tuple[int, str]]]:
+    """[(frame, value text)] of body sorted by frame, or None when it has no keyframes (a bare value).
+
+    `text` is the whole schedule, for messages.
+    """
+    items = _split_top(body, ",")
     if len(items) > 1 and not items[-1].strip():
         items = items[:-1]  # one trailing comma is fine
     if not any(len(_split_top(item, ":")) > 1 for item in items):
@@ -223,7 +227,7 @@ def _keyframes(text: str, name: str) -> Optional[List[Tuple[int, str]]]:
             raise _fail(name, text, f"keyframe '{_short(item.strip(), 40)}' needs the form FRAME:(VALUE), e.g. 48:(1.05)")
         frame_text, value = parts[0].strip(), parts[1].strip()
         if not _INT_RE.fullmatch(frame_text):
-            _as_expression(body=text, name=name)
+            _as_expression(body, name, text)
             if frame_text.startswith("-") and _INT_RE.fullmatch(frame_text[1:].strip()):
                 problem = f"keyframe frame '{frame_text}' is negative; frames count from 0"
             elif _WORD_RE.fullmatch(frame_text) and not keys:
@@ -247,13 +251,15 @@ def _keyframes(text: str, name: str) -> Optional[List[Tuple[int, str]]]:
     return sorted(keys.items())
 
 
-def _as_expression(body: str, name: str) -> None:
+def _as_expression(body: str, name: str, text: str) -> None:
     """When text with a colon is not keyframes but reads as Python (`lambda: 1`), name what is refused."""
     try:
-        ast.parse(body.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(body.strip(), mode="eval")
     except Exception:  # noqa: BLE001 - not Python either: the keyframe message is the better one
         return
-    _Compiler(body, name, body).compile()
+    _Compiler(body, name, text).compile()
 
 
 def _closing(text: str) -> int:
@@ -292,7 +298,9 @@ class _Compiler:
 
     def compile(self) -> Fn:
         try:
-            tree = ast.parse(self.src.strip(), mode="eval")
+            with warnings.catch_warnings():  # e.g. "invalid decimal literal": the error below says it
+                warnings.simplefilter("ignore")
+                tree = ast.parse(self.src.strip(), mode="eval")
         except SyntaxError as e:
             raise self.fail(f"cannot read '{_short(self.src.strip(), 60)}': {e.msg}") from None
         except (ValueError, TypeError) as e:  # null bytes, over-long integer literals
@@ -320,6 +328,9 @@ class _Compiler:
             if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS and not isinstance(node.op, ast.Pow):
                 raise self.fail(f"operator in '{self.seg(node)}' is not allowed; "
                                 f"allowed: + - * / // % ** and comparisons")
+            if isinstance(node, ast.Compare) and any(type(o) not in _COMPARE for o in node.ops):
+                raise self.fail(f"operator in '{self.seg(node)}' is not allowed; comparisons are "
+                                f"< <= > >= == !=")
             if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd)):
                 raise self.fail(f"operator in '{self.seg(node)}' is not allowed; allowed: + - * / // % ** "
                                 f"and comparisons")
@@ -444,10 +455,12 @@ def _power(a: float, b: float, seg: str) -> float:
 class Schedule:
     """A numeric setting over the frames: `schedule(t, fps) -> float`."""
 
-    __slots__ = ("name", "text", "mode", "keyframes", "uses", "_values", "_const")
+    __slots__ = ("name", "text", "mode", "keyframes", "bare", "uses", "_values", "_const")
 
-    def __init__(self, name: str, text: str, mode: str, keys: Sequence[Tuple[int, Fn]], uses: frozenset):
+    def __init__(self, name: str, text: str, mode: str, keys: Sequence[Tuple[int, Fn]], uses: frozenset,
+                 bare: bool = False):
         self.name, self.text, self.mode = name, text, mode
+        self.bare = bare  # a number or an expression without keyframes
         self.keyframes: Tuple[int, ...] = tuple(k for k, _ in keys)
         self._values: Tuple[Fn, ...] = tuple(f for _, f in keys)
         self.uses = uses  # the variables used: a subset of {"t", "s", "fps"}
@@ -499,7 +512,8 @@ class Schedule:
 def _parse_text(text: str, name: str) -> Schedule:
     _check_text(text, name)
     mode, body = _split_mode(text, name)
-    keys = _keyframes(body, name)
+    keys = _keyframes(body, name, text)
+    bare = keys is None
     if keys is None:
         keys = [(0, body)]
     built, uses = [], set()
@@ -507,7 +521,7 @@ def _parse_text(text: str, name: str) -> Schedule:
         c = _Compiler(src, name, text)
         built.append((frame, c.compile()))
         uses |= c.uses
-    return Schedule(name, text, mode, built, frozenset(uses))
+    return Schedule(name, text, mode, built, frozenset(uses), bare)
 
 
 def parse(value: Any, name: str = "setting") -> Schedule:
@@ -523,7 +537,7 @@ def parse(value: Any, name: str = "setting") -> Schedule:
             v = math.nan
         if not math.isfinite(v):
             raise DreamvidError(f"{name}: {value!r} is not a finite number")
-        return Schedule(name, repr(value), "linear", [(0, lambda env: v)], frozenset())
+        return Schedule(name, repr(value), "linear", [(0, lambda env: v)], frozenset(), bare=True)
     raise DreamvidError(f"{name}: expected a number or a schedule string, got {type(value).__name__} {value!r}")
 
 
@@ -590,7 +604,7 @@ def _parse_steps_text(text: str, name: str) -> StepSchedule:
     mode, body = _split_mode(text, name, default="step")
     if mode != "step":
         raise _fail(name, text, f"'{mode}:' does not apply here; layer schedules switch at keyframes (step)")
-    keys = _keyframes(body, name)
+    keys = _keyframes(body, name, text)
     if keys is None:
         return StepSchedule(name, text, [(0, _names(text, body, name))])
     return StepSchedule(name, text, [(k, _names(text, v, name)) for k, v in keys])
@@ -650,7 +664,8 @@ def preview(value: Any, frames: int, fps: float, path: str, name: str = "setting
     cv2.rectangle(img, (left, top), (left + pw - 1, top + ph - 1), (248, 248, 248), -1)
     for v in (lo, hi):  # guides at min and max
         cv2.line(img, (left, py(v)), (left + pw - 1, py(v)), grey, 1)
-    for k in sched.keyframes:  # keyframe markers
+    marks = () if sched.bare else sched.keyframes
+    for k in marks:  # keyframe markers
         if 0 <= k < frames:
             x = px(k)
             for y in range(top, top + ph, 6):
@@ -659,7 +674,7 @@ def preview(value: Any, frames: int, fps: float, path: str, name: str = "setting
     cv2.line(img, (left, top + ph - 1), (left + pw - 1, top + ph - 1), dark, 1)
     pts = np.array([[px(t), py(v)] for t, v in enumerate(ys)], np.int32).reshape(-1, 1, 2)
     cv2.polylines(img, [pts], False, blue, 2, cv2.LINE_AA)
-    for k in sched.keyframes:
+    for k in marks:
         if 0 <= k < frames:
             cv2.circle(img, (px(k), py(ys[k])), 4, red, -1, cv2.LINE_AA)
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import warnings
+from array import array
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -58,7 +62,8 @@ class Encoder:
     """Streams frames into an mp4 (H.264, yuv420p), a GIF, or a folder of PNG frames.
 
     Use as a context manager: a clean exit renames the finished file into place; an exception
-    removes the partial file. `audio` muxes the audio of that media file into an mp4 output.
+    removes the partial file. `audio` muxes the audio of that media file, from `audio_start` seconds
+    and trimmed to the frames written, into an mp4 output.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Union[float, str, Fraction], *,
@@ -115,9 +120,6 @@ class Encoder:
             # One palette for the whole clip, generated from its own frames, keeps colours faithful.
             return cmd + ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=full[p];"
                           "[b][p]paletteuse=dither=sierra2_4a", "-loop", "0", "-f", "gif", self.tmp]
-        if self.audio:
-            cmd += ["-ss", f"{self.audio_start:.6f}", "-i", self.audio, "-map", "0:v:0", "-map", "1:a:0?",
-                    "-c:a", "aac", "-b:a", "192k", "-shortest"]
         vf = []
         if w % 2 or h % 2:
             # yuv420p needs even sides; pad one replicated pixel rather than rescale the picture.
@@ -164,6 +166,8 @@ class Encoder:
                 self.abort()
                 raise DreamvidError(f"ffmpeg failed writing {self.path}: {err}")
             self._close_log(remove=True)
+            if self.audio and self.kind == "mp4":
+                self._mux_audio()
         if os.path.exists(self.path) and self.overwrite:
             self._remove(self.path)
         os.replace(self.tmp, self.path)
@@ -181,10 +185,43 @@ class Encoder:
             else:
                 self._proc.kill()
                 self._proc.wait()
+            if self._proc.stdin is not None and not self._proc.stdin.closed:
+                try:
+                    self._proc.stdin.close()
+                except OSError:  # the pipe is broken once ffmpeg is gone
+                    pass
             self._proc = None
         self._close_log(remove=True)
         if not (self.keep_partial and self.count):
             self._remove(self.tmp)
+
+    def _mux_audio(self) -> None:
+        """Add the audio to the finished video, cut to its length.
+
+        A second, quick pass: only then is the frame count known, and a slow dream never leaves
+        ffmpeg buffering a whole soundtrack while it waits for frames. Audio the mp4 container holds
+        is copied (at packet precision: about 20 ms); other codecs, or a start offset, are re-encoded
+        to aac, cut to the sample.
+        """
+        codec = audio_codec(self.audio)  # type: ignore[arg-type]
+        if codec is None:
+            warnings.warn(f"{self.audio} has no audio stream; {self.path} is silent", stacklevel=3)
+            return
+        seconds = Fraction(self.count) / Fraction(fps_arg(self.fps))
+        copy = codec in MP4_AUDIO and self.audio_start == 0
+        muxed = self.tmp + ".mux"
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", self.tmp,
+               "-ss", f"{self.audio_start:.6f}", "-t", f"{float(seconds):.6f}", "-i", self.audio,
+               "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy"]
+        cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+        cmd += ["-movflags", "+faststart", "-f", "mp4", muxed]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            self._remove(muxed)
+            self.abort()
+            raise DreamvidError(f"ffmpeg failed adding the audio of {self.audio} to {self.path}: "
+                                f"{_ffmpeg_complaint(proc.stderr)}")
+        os.replace(muxed, self.tmp)
 
     # -- helpers -------------------------------------------------------------------------------
     def _ffmpeg_error(self) -> str:
@@ -217,6 +254,13 @@ class Encoder:
             os.remove(path)
 
 
+def audio_codec(path: str) -> Optional[str]:
+    """The codec of a media file's first audio stream, or None when it has none."""
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, text=True)
+    m = re.search(r"Stream #\d+:\d+\S*: Audio: (\w+)", proc.stderr)
+    return m.group(1) if m else None
+
+
 def probe_metadata(path: str) -> Dict[str, str]:
     """The container's metadata tags (e.g. the embedded config in `comment`)."""
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path, "-f", "ffmetadata", "-"],
@@ -238,3 +282,247 @@ def probe_metadata(path: str) -> Dict[str, str]:
 
 def config_metadata(config: dict) -> Dict[str, str]:
     return {"comment": "dreamvid config: " + json.dumps(config, sort_keys=True, separators=(",", ":"))}
+
+
+# -- reading ------------------------------------------------------------------------------------
+# `probe` reads the container once without decoding (`-c copy` into ffmpeg's framecrc muxer, which
+# lists every packet with its timestamps); `read_frames` then decodes through one ffmpeg pipe, a frame
+# at a time, so memory stays flat however long the clip is.
+
+# Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
+MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
+# Frame rates that timestamps rounded to the container's clock (webm/mkv: 1 ms) are snapped to.
+_NTSC = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
+_STANDARD = _NTSC + tuple(Fraction(k) for k in (8, 10, 12, 15, 24, 25, 30, 48, 50, 60, 90, 100, 120, 240))
+_ERROR_WORDS = ("partial file", "invalid data", "error", "corrupt", "truncat", "missing", "end of file")
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What `probe` learns about a clip. `frames` and `fps` are what `read_frames` delivers."""
+
+    path: str
+    width: int  # as displayed: a rotation tag of +-90 degrees swaps the stored sides
+    height: int
+    fps: str  # exact rate as a fraction string, "30000/1001"; the average rate for a vfr clip
+    frames: int  # frames read_frames yields at `fps`
+    duration: float  # seconds of video, frames / fps
+    codec: str = ""
+    vfr: bool = False  # variable frame rate: read_frames resamples it to `fps` (duration kept)
+    has_audio: bool = False
+    audio_codec: Optional[str] = None
+    audio_duration: Optional[float] = None
+    rotation: int = 0
+    truncated: Optional[str] = None  # ffmpeg's complaint when the file ends before its index says
+    indexed_frames: Optional[int] = None  # for a truncated file: about how many frames its index promises
+
+    @property
+    def rate(self) -> Fraction:
+        return Fraction(self.fps)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height)."""
+        return self.width, self.height
+
+
+class TruncatedVideo(DreamvidError):
+    """Decoding stopped early; `frames` frames were delivered before it did."""
+
+    def __init__(self, message: str, frames: int, expected: int):
+        super().__init__(message)
+        self.frames, self.expected = frames, expected
+
+
+def _ffmpeg_complaint(text: str) -> str:
+    """The most telling line of ffmpeg's stderr, without its `[module @ 0x...]` prefix."""
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Press [q]", "Last message repeated"))]
+    for ln in lines:
+        if any(w in ln.lower() for w in ("partial file", "invalid data", "no such file", "permission denied")):
+            return ln
+    return lines[-1] if lines else "unknown error"
+
+
+def _is_error(line: str) -> bool:
+    low = line.lower()
+    return any(w in low for w in _ERROR_WORDS) and "broken pipe" not in low
+
+
+def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) -> Fraction:
+    """The exact rate behind one measured from rounded timestamps: ffmpeg's own guess, or a standard rate."""
+    candidates: List[Fraction] = []
+    if reported:
+        try:
+            r = Fraction(reported.rstrip("k")) * (1000 if reported.endswith("k") else 1)
+            k = round(float(r) * 1.001)
+            # ffmpeg prints 29.97 for 30000/1001: take the NTSC rate it abbreviates
+            candidates.append(Fraction(k * 1000, 1001) if abs(float(r) - k / 1.001) < 0.006 else r)
+        except (ValueError, ZeroDivisionError):
+            pass
+    candidates += sorted(_STANDARD, key=lambda c: abs(c - measured))
+    for c in candidates:
+        if abs(float(c - measured)) <= tolerance * float(measured):
+            return c
+    return measured.limit_denominator(1001)
+
+
+def probe(path: str) -> VideoMeta:
+    """Frame count, exact frame rate, duration, size and audio of a clip, read without decoding."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DreamvidError(f"input not found: {path}")
+    if os.path.isdir(path):
+        raise DreamvidError(f"input is a directory, not a video: {path}")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", path, "-map", "0:V:0?", "-map", "0:a:0?",
+           "-c", "copy", "-f", "framecrc", "-"]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        header: Dict[str, str] = {}
+        vpts = array("q")
+        vdur = array("q")
+        adur = 0
+        try:
+            for raw in proc.stdout:  # type: ignore[union-attr]
+                line = raw.decode(errors="replace")
+                if line.startswith("#"):
+                    key, _, value = line[1:].partition(":")
+                    header[key.strip()] = value.strip()
+                    continue
+                cols = line.split(",")
+                if len(cols) < 5:
+                    continue
+                if cols[0].strip() == "0":
+                    vpts.append(int(cols[2]))
+                    vdur.append(int(cols[3]))
+                else:
+                    adur += int(cols[3])
+        finally:
+            proc.stdout.close()  # type: ignore[union-attr]
+            rc = proc.wait()
+        err.seek(0)
+        log = err.read().decode(errors="replace")
+    info = log.split("Stream mapping:")[0]
+    if "Input #0" not in info:
+        raise DreamvidError(f"cannot read {path} as a video: {_ffmpeg_complaint(log)}")
+    video_line = next((ln for ln in info.splitlines() if re.search(r"Stream #0:\d+.*: Video: ", ln)
+                       and "attached pic" not in ln), None)
+    if video_line is None or header.get("media_type 0") != "video":
+        raise DreamvidError(f"{path} has no video stream (is it an audio file?)")
+    if rc != 0 and not vpts:
+        raise DreamvidError(f"cannot read {path}: {_ffmpeg_complaint(log)}")
+    if not vpts:
+        raise DreamvidError(f"{path} has a video stream with no frames")
+    if re.search(r"Input #0, (image2|\w+_pipe)", info) and len(vpts) == 1:
+        raise DreamvidError(f"{path} is a still image, not a video: use mode=zoom input={path}")
+
+    width, height = (int(v) for v in header["dimensions 0"].split("x"))
+    block = info[info.find(video_line) + len(video_line):].split("Stream #")[0]  # the stream's side data
+    rot = re.search(r"rotation of (-?[\d.]+) degrees", block, re.IGNORECASE)
+    rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
+    if rotation in (90, 270):  # ffmpeg turns the picture upright while decoding
+        width, height = height, width
+    tb = Fraction(header.get("tb 0", "1/1000"))
+    reported = re.search(r", ([\d.]+k?) (?:fps|tbr)", video_line)
+    codec = video_line.split("Video: ", 1)[1].split()[0].rstrip(",")
+
+    n = len(vpts)
+    pts = sorted(vpts)
+    deltas = [b - a for a, b in zip(pts, pts[1:])] or [vdur[0] or 1]
+    lo, hi = min(deltas), max(deltas)
+    last = vdur[n - 1] if vdur[n - 1] > 0 else sorted(deltas)[len(deltas) // 2]
+    vfr = False
+    if lo == hi and lo > 0:
+        rate = 1 / (lo * tb)
+    elif lo > 0 and hi - lo <= 1:
+        # timestamps rounded to the container's clock: constant rate, to within one tick per frame
+        span = pts[-1] - pts[0]
+        rate = _snap_rate(Fraction(n - 1) / (span * tb), reported.group(1) if reported else None,
+                          tolerance=2.0 / span + 1e-6)
+    else:
+        vfr = True
+        total = (pts[-1] - pts[0] + last) * tb
+        rate = (Fraction(n) / total).limit_denominator(1001)
+        n = max(1, round(total * rate))  # the frames that `-fps_mode cfr` at this rate delivers
+    has_audio = header.get("media_type 1") == "audio"
+    audio_codec = header.get("codec_id 1") if has_audio else None
+    audio_duration = float(adur * Fraction(header["tb 1"])) if has_audio and "tb 1" in header else None
+    truncated = next((_ffmpeg_complaint(ln) for ln in log.split("Stream mapping:")[-1].splitlines()
+                      if "partial file" in ln.lower() or "end of file" in ln.lower()), None)
+    indexed = None
+    if truncated:
+        # the container's duration comes from its index, written before the file was cut short
+        d = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", info)
+        indexed = round((int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3))) * rate) if d else 0
+        indexed = indexed if indexed > n else None
+    return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=n,
+                     duration=float(n / rate), codec=codec, vfr=vfr, has_audio=has_audio,
+                     audio_codec=audio_codec, audio_duration=audio_duration, rotation=rotation,
+                     truncated=truncated, indexed_frames=indexed)
+
+
+def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,
+                meta: Optional[VideoMeta] = None) -> Tuple[VideoMeta, Iterator[np.ndarray]]:
+    """(meta, frames): the clip's metadata, then a generator of (H, W, 3) uint8 RGB frames.
+
+    size=(width, height) resizes while decoding. A variable-frame-rate clip is resampled to its
+    average rate (`-fps_mode cfr`), which keeps its duration. Decoding that stops before the clip's
+    index says raises `TruncatedVideo` after the last good frame; ffmpeg is always reaped.
+    """
+    meta = meta or probe(path)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    w, h = size or meta.size
+    if w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {w}x{h}")
+    return meta, _frames(meta, int(w), int(h), max_frames)
+
+
+def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", meta.path, "-map", "0:V:0"]
+    if (w, h) != meta.size:
+        shrinking = w * h < meta.width * meta.height
+        cmd += ["-vf", f"scale={w}:{h}:flags={'area' if shrinking else 'bicubic'}"]
+    wanted = meta.frames if max_frames is None else min(meta.frames, max_frames)
+    if meta.vfr:
+        # duplicate or drop frames onto the average rate's grid; the count is capped at the one
+        # probe announced (ffmpeg may pad the end with one more duplicate)
+        cmd += ["-fps_mode", "cfr", "-r", meta.fps, "-frames:v", str(wanted)]
+    else:
+        cmd += ["-fps_mode", "passthrough"] + (["-frames:v", str(wanted)] if max_frames is not None else [])
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    nbytes = w * h * 3
+    count = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                bufsize=nbytes)
+        try:
+            while not (meta.vfr or max_frames is not None) or count < wanted:
+                buf = bytearray(nbytes)  # a fresh, writable buffer per frame: consumers may keep frames
+                if proc.stdout.readinto(buf) < nbytes:  # type: ignore[union-attr]
+                    break
+                count += 1
+                yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+            else:
+                return
+            rc = proc.wait()
+            err.seek(0)
+            log = err.read().decode(errors="replace")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()  # type: ignore[union-attr]
+            proc.wait()
+    errors = [ln for ln in log.splitlines() if _is_error(ln)]
+    if count == 0:
+        raise DreamvidError(f"no frame could be decoded from {meta.path}: {_ffmpeg_complaint(log)}")
+    if count < wanted and (rc != 0 or errors or meta.truncated):
+        why = meta.truncated or _ffmpeg_complaint("\n".join(errors) or log)
+        of = meta.indexed_frames if max_frames is None and meta.indexed_frames else wanted
+        raise TruncatedVideo(f"{meta.path} is truncated or damaged: decoding stopped after frame {count} "
+                             f"of {of} ({why})", frames=count, expected=of)
+    if errors:
+        warnings.warn(f"ffmpeg reported errors decoding {meta.path} (damaged frames may show): "
+                      f"{_ffmpeg_complaint(chr(10).join(errors))}", stacklevel=2)

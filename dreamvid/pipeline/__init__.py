@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from ..config import Config
-from .common import check
+from .common import check, resumed_config
 
 
 def run(cfg: Config) -> str:
     """Run the configured mode; returns the main output's path."""
+    if cfg.resume:
+        cfg = resumed_config(cfg)
     check(cfg)
     if cfg.mode == "zoom":
         from .zoom import run_zoom

@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+import signal
+import threading
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from ..config import MODES, Config
+from ..checkpoint import Checkpoint, find_state, render_key, saved_config
 from ..model import DreamvidError
+from ..video import Encoder, config_metadata, output_kind
 from .. import schedule
+
+
+class Interrupted(DreamvidError):
+    """The user stopped a render; what was finished is kept and can be resumed."""
+
+    exit_code = 130
 
 # Settings that may be schedules, by section; checked over every frame before a render starts.
 SCHEDULED = {
@@ -35,6 +46,19 @@ def check(cfg: Config) -> None:
     for section, names in SCHEDULED.items():
         for name in names:
             schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", cfg.frames, cfg.fps)
+    checks = [("motion.zoom", cfg.motion.zoom, lambda v: v > 0,
+               "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
+              ("dream.iterations", cfg.dream.iterations, lambda v: v >= 1, "must be at least 1"),
+              ("dream.octaves", cfg.dream.octaves, lambda v: v >= 1, "must be at least 1"),
+              ("dream.octave_scale", cfg.dream.octave_scale, lambda v: v > 1, "must be greater than 1"),
+              ("dream.step", cfg.dream.step, lambda v: v > 0, "must be positive"),
+              ("dream.jitter", cfg.dream.jitter, lambda v: v >= 0, "must be 0 or more")]
+    for name, value, ok, why in checks:
+        for t in range(cfg.frames if isinstance(value, str) else 1):
+            v = schedule.at(value, t, cfg.fps)
+            if not ok(v):
+                at = f" at frame {t}" if isinstance(value, str) else ""
+                raise DreamvidError(f"{name}={v:g}{at} {why}")
 
 
 def frame_settings(section: Any, names, t: int, fps: float) -> Dict[str, float]:
@@ -79,3 +103,88 @@ def progress(total: Optional[int], desc: str, enabled: bool, initial: int = 0):
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, initial=initial,
                 dynamic_ncols=True, leave=True)
+
+
+class _StopOnSigint:
+    """The first Ctrl-C asks the render to stop after the current frame; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ndreamvid: stopping after this frame (Ctrl-C again to stop now)", flush=True)
+
+    def __enter__(self) -> "_StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# produce(start, state) yields (frame, state for the next frame) for frames start, start + 1, ...
+Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
+
+
+def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
+           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None) -> str:
+    """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
+
+    A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
+    and `produce` continues after the last one. Ctrl-C stops after the current frame and leaves a
+    playable partial output in the checkpoint folder.
+    """
+    config = config_dict(cfg)
+    ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
+    loaded = ck.load()
+    start, state = loaded if loaded else (0, None)
+    enc = Encoder(out, width, height, fps, audio=audio, metadata=config_metadata(config),
+                  overwrite=cfg.overwrite)
+    enc.open()
+    try:
+        with progress(total, "dreaming", cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
+            for i in range(min(start, total)):
+                enc.write(ck.read_frame(i))
+            t = start
+            for frame, state in produce(start, state):
+                ck.save(t, frame, state)
+                enc.write(frame)
+                bar.update(1)
+                t += 1
+                if stop.requested and t < total:
+                    _stop_partial(enc, ck, out, t, total)
+    except BaseException:
+        enc.abort()
+        raise
+    enc.finish()
+    save_config(cfg, out)
+    ck.clear()
+    return out
+
+
+def _stop_partial(enc: Encoder, ck: Checkpoint, out: str, done: int, total: int) -> None:
+    ext = {"mp4": ".mp4", "gif": ".gif", "png": ""}[output_kind(out)]
+    enc.path, enc.overwrite = os.path.join(ck.dir, "partial" + ext), True
+    partial = enc.finish()
+    raise Interrupted(f"stopped after {done} of {total} frames; partial video: {partial}; "
+                      f"resume with: dreamvid resume={out}")
+
+
+def resumed_config(cfg: Config) -> Config:
+    """For resume=PATH: the interrupted render's own settings (progress and device from this command)."""
+    folder = find_state(cfg.resume or "")
+    saved = saved_config(folder)
+    if not saved:
+        raise DreamvidError(f"{folder} has no saved settings to resume from")
+    merged = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    new = OmegaConf.to_object(merged)
+    assert isinstance(new, Config)
+    new.output = folder[: -len(".state")]
+    new.resume, new.progress, new.device = None, cfg.progress, cfg.device
+    return new

@@ -1,0 +1,154 @@
+"""Neuron mode: render what each channel of a layer responds to, as PNGs, a labelled grid and,
+optionally, a video of the optimisation and a with/without-prior comparison."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .. import neuron as N
+from ..config import Config
+from ..model import DreamvidError, feature_net, resolve_device
+
+DEFAULT_FOLDER = "neuron_out"
+ROW_TITLES = {"pixel": "without prior: plain pixels", "fourier": "with prior: decorrelated Fourier"}
+
+
+def output_dir(cfg: Config) -> str:
+    """cfg.output as a folder; else Hydra's run folder; else ./neuron_out."""
+    if cfg.output:
+        folder = cfg.output
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        folder = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else DEFAULT_FOLDER
+    folder = os.path.abspath(os.path.expanduser(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DreamvidError(f"neuron mode writes a folder of images, but output={cfg.output} is a file: "
+                            f"choose a folder")
+    return folder
+
+
+def neuron_layer(cfg: Config) -> str:
+    layers = list(cfg.dream.layers) or list(cfg.model.layers)[:1]
+    if not layers:
+        raise DreamvidError("no layer to visualise: set dream.layers=[LAYER] (list them with `dreamvid layers`)")
+    if len(layers) > 1:
+        raise DreamvidError(f"neuron mode shows one layer at a time, got dream.layers={layers}: "
+                            f"pass one, e.g. dream.layers=[{layers[0]}]")
+    return layers[0]
+
+
+def check_neuron(cfg: Config) -> None:
+    n = cfg.neuron
+    if n.steps < 1:
+        raise DreamvidError(f"neuron.steps must be at least 1, got {n.steps}")
+    if n.size < cfg.model.min_size:
+        raise DreamvidError(f"neuron.size={n.size} is smaller than the {cfg.model.min_size} px "
+                            f"model {cfg.model.name} needs: use neuron.size={cfg.model.min_size} or more")
+    if not n.lr > 0:
+        raise DreamvidError(f"neuron.lr must be positive, got {n.lr}")
+    if n.param not in N.PARAMS:
+        raise DreamvidError(f"neuron.param must be one of {', '.join(N.PARAMS)}, got {n.param!r}")
+    if n.objective not in N.OBJECTIVES:
+        raise DreamvidError(f"neuron.objective must be one of {', '.join(N.OBJECTIVES)}, got {n.objective!r}")
+    if n.record_every < 0:
+        raise DreamvidError(f"neuron.record_every must be 0 (off) or a number of steps, got {n.record_every}")
+    if n.decay_power < 0:
+        raise DreamvidError(f"neuron.decay_power must be 0 or more (1 = natural 1/f), got {n.decay_power}")
+
+
+def write_png(path: str, rgb: np.ndarray) -> str:
+    """Write an RGB image; a temporary name is renamed into place, so no half-written PNG is left."""
+    import cv2
+
+    tmp = path[:-4] + ".partial.png"
+    if not cv2.imwrite(tmp, np.ascontiguousarray(rgb[..., ::-1])):
+        raise DreamvidError(f"cannot write {path} (disk full or folder not writable?)")
+    os.replace(tmp, path)
+    return path
+
+
+def even(frame: np.ndarray) -> np.ndarray:
+    """Pad to even sides with the grid background: H.264 in yuv420p needs them."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    out = np.empty((h + h % 2, w + w % 2, 3), np.uint8)
+    out[:] = N.BACKGROUND
+    out[:h, :w] = frame
+    return out
+
+
+def run_neuron(cfg: Config) -> Dict[str, object]:
+    """Render one image per channel; returns {"grid", "images", "video", "compare"} (paths or None)."""
+    from tqdm import tqdm
+
+    check_neuron(cfg)
+    n = cfg.neuron
+    device = resolve_device(cfg.device)
+    layer = neuron_layer(cfg)
+    feats = feature_net(cfg.model.name, [layer], cfg.model.weights, device)
+    with torch.no_grad():
+        n_channels = feats(torch.zeros(1, 3, n.size, n.size, device=device))[layer].shape[1]
+    channels = N.parse_channels(cfg.channels, n_channels, layer=layer)
+    labels = [f"{layer}:{c}" for c in channels]
+
+    folder = output_dir(cfg)
+    paths = {"grid": os.path.join(folder, "grid.png"),
+             "images": [os.path.join(folder, f"channel_{c:04d}.png") for c in channels],
+             "video": os.path.join(folder, "optimisation.mp4") if n.record_every > 0 else None,
+             "compare": os.path.join(folder, "compare.png") if n.compare else None}
+    planned = [paths["grid"], *paths["images"], paths["video"], paths["compare"]]
+    if not cfg.overwrite:
+        for p in planned:
+            if p is not None and os.path.exists(p):
+                raise DreamvidError(f"output exists: {p} (pass overwrite=true to replace it, "
+                                    f"or choose another output=)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise DreamvidError(f"cannot create output folder {folder}: {e.strerror}") from None
+
+    params = [n.param] + ([p for p in N.PARAMS if p != n.param] if n.compare else [])
+    kept = set(N.recorded_steps(n.steps, n.record_every))
+    bar = tqdm(total=n.steps * len(params), desc=f"neuron {layer}", unit="step", disable=not cfg.progress,
+               dynamic_ncols=True)
+
+    def render(param: str, encoder=None) -> List[np.ndarray]:
+        def callback(state: dict) -> None:
+            if state["step"] > 0:
+                bar.update(1)
+            if encoder is not None and state["step"] in kept:
+                grid = N.make_grid(N.to_uint8(state["image"]), labels)
+                encoder.write(even(N.titled(grid, f"{layer}   step {state['step']}/{n.steps}")))
+
+        images = N.render(feats, layer, channels, size=n.size, steps=n.steps, lr=n.lr, param=param,
+                          objective=n.objective, decay_power=n.decay_power,
+                          transforms=N.standard_transforms(), generator=torch.Generator().manual_seed(cfg.seed),
+                          device=device, callback=callback)
+        return N.to_uint8(images)
+
+    results: Dict[str, List[np.ndarray]] = {}
+    with bar:
+        if paths["video"] is not None:
+            from ..video import Encoder
+
+            frame = even(N.titled(np.zeros(N.grid_size(len(channels), n.size, n.size) + (3,), np.uint8), ""))
+            with Encoder(paths["video"], frame.shape[1], frame.shape[0], cfg.fps, overwrite=cfg.overwrite) as enc:
+                results[n.param] = render(n.param, enc)
+        else:
+            results[n.param] = render(n.param)
+        for param in params[1:]:
+            results[param] = render(param)
+
+    images = results[n.param]
+    for path, img in zip(paths["images"], images):
+        write_png(path, img)
+    write_png(paths["grid"], N.make_grid(images, labels))
+    if paths["compare"] is not None:
+        rows = [(ROW_TITLES[p], results[p], labels) for p in ("pixel", "fourier")]
+        write_png(paths["compare"], N.comparison_grid(rows))
+    return paths

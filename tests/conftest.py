@@ -1,0 +1,51 @@
+"""Shared fixtures: the real config composed with overrides and shrunk, helpers to read videos back."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import List, Sequence
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from dreamvid.cli import to_config
+from dreamvid.config import Config, register
+
+register()
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def make_config(*overrides: str, tiny: bool = True) -> Config:
+    """The real config (conf/ + schemas) with overrides; `debug=tiny` shrinks everything."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="dreamvid.conf", version_base=None):
+        dcfg = compose(config_name="config", overrides=(["debug=tiny"] if tiny else []) + list(overrides))
+    return to_config(dcfg)
+
+
+def read_video(path: str):
+    """(meta, frames) read back with imageio-ffmpeg, a different reader from ours."""
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(path)
+    meta = next(gen)
+    w, h = meta["size"]
+    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
+    return meta, frames
+
+
+def run_cli(args: Sequence[str], cwd: str, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, PYTHONUNBUFFERED="1")
+    e.pop("HYDRA_FULL_ERROR", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "dreamvid", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+@pytest.fixture
+def cfg_factory():
+    return make_config

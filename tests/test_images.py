@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from dreamvid.images import clouds, fit_size, read_image, to_rgb8
+from dreamvid.model import DreamvidError
+
+
+def test_conversions_of_gray_alpha_16bit_and_palette(tmp_path):
+    import imageio.v3 as iio
+    from PIL import Image
+
+    gray = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))
+    iio.imwrite(tmp_path / "g.png", gray)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent -> white
+    iio.imwrite(tmp_path / "a.png", rgba)
+    import cv2
+
+    deep = (np.ones((8, 8, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), deep)
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).convert("P").save(tmp_path / "p.png")
+    for name, expect in [("g.png", None), ("a.png", 255), ("d.png", 255), ("p.png", 100)]:
+        img = read_image(str(tmp_path / name))
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        if expect is not None:
+            assert abs(int(img.mean()) - expect) <= 3, name  # web palette: 100 -> 102
+
+
+def test_bad_paths_get_clear_errors(tmp_path):
+    with pytest.raises(DreamvidError, match="not found"):
+        read_image(str(tmp_path / "nope.png"))
+    with pytest.raises(DreamvidError, match="directory"):
+        read_image(str(tmp_path))
+    (tmp_path / "t.png").write_text("hello")
+    with pytest.raises(DreamvidError, match="cannot read"):
+        read_image(str(tmp_path / "t.png"))
+
+
+def test_fit_size_keeps_aspect_when_one_side_is_given():
+    img = np.zeros((100, 200, 3), np.uint8)
+    assert fit_size(img, 50, None).shape == (25, 50, 3)
+    assert fit_size(img, None, 20).shape == (20, 40, 3)
+    assert fit_size(img, 33, 17).shape == (17, 33, 3)
+
+
+def test_builtin_start_image_is_deterministic_clouds():
+    a, b = clouds(54, 96, seed=1), clouds(54, 96, seed=1)
+    assert np.array_equal(a, b) and a.shape == (54, 96, 3)
+    assert a[..., 2].mean() > a[..., 0].mean()  # a blue sky
+    assert a.std() > 10  # with structure
+    assert to_rgb8(a).shape == a.shape

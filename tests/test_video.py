@@ -1,0 +1,66 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import read_video
+from dreamvid.model import DreamvidError
+from dreamvid.video import Encoder, output_kind, probe_metadata
+
+
+def frames(n, h, w):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return [np.roll(base, i * 2, axis=1) for i in range(n)]
+
+
+def test_mp4_round_trip_read_back_with_another_reader(tmp_path):
+    out = str(tmp_path / "a.mp4")
+    with Encoder(out, 80, 48, 24, metadata={"comment": "dreamvid config: " + json.dumps({"a": 1})}) as enc:
+        for f in frames(10, 48, 80):
+            enc.write(f)
+    meta, got = read_video(out)
+    assert len(got) == 10 and meta["size"] == (80, 48) and meta["fps"] == 24
+    assert probe_metadata(out)["comment"] == 'dreamvid config: {"a": 1}'
+    assert not os.path.exists(out + ".partial")
+
+
+def test_sizes_that_are_not_multiples_of_16_are_kept(tmp_path):
+    out = str(tmp_path / "b.mp4")
+    with Encoder(out, 70, 38, 30) as enc:
+        for f in frames(3, 38, 70):
+            enc.write(f)
+    assert read_video(out)[0]["size"] == (70, 38)
+
+
+def test_gif_and_png_frames(tmp_path):
+    gif, folder = str(tmp_path / "a.gif"), str(tmp_path / "frames")
+    for out in (gif, folder):
+        with Encoder(out, 32, 24, 10) as enc:
+            for f in frames(4, 24, 32):
+                enc.write(f)
+    import imageio.v3 as iio
+
+    assert iio.imread(gif, index=None).shape[0] == 4
+    assert sorted(os.listdir(folder)) == [f"frame_{i:06d}.png" for i in range(4)]
+    assert output_kind("x.mp4") == "mp4" and output_kind(folder) == "png"
+    with pytest.raises(DreamvidError, match="extension"):
+        output_kind("x.avi2")
+
+
+def test_an_existing_output_is_not_overwritten(tmp_path):
+    out = tmp_path / "a.mp4"
+    out.write_bytes(b"precious")
+    with pytest.raises(DreamvidError, match="overwrite=true"):
+        Encoder(str(out), 32, 24, 10).open()
+    assert out.read_bytes() == b"precious"
+
+
+def test_a_failure_leaves_no_partial_file(tmp_path):
+    out = str(tmp_path / "a.mp4")
+    with pytest.raises(RuntimeError):
+        with Encoder(out, 32, 24, 10) as enc:
+            enc.write(frames(1, 24, 32)[0])
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
