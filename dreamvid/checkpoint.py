@@ -90,18 +90,41 @@ class Checkpoint:
         os.makedirs(os.path.dirname(self.frame_path(index)), exist_ok=True)
         path = self.frame_path(index)
         tmp = path + ".tmp.png"
-        if not cv2.imwrite(tmp, np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise DreamvidError(f"cannot write checkpoint frame {path} (disk full or folder not writable?)")
+        try:
+            ok = cv2.imwrite(tmp, np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        except cv2.error:
+            ok = False
+        if not ok:
+            self._remove(tmp)
+            raise DreamvidError(f"cannot write checkpoint frame {path}: {why_unwritable(self.dir)}")
         os.replace(tmp, path)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         try:
             torch.save({"key": self.key, "next": index + 1, "state": state, "config": self.config}, tmp)
-        except (OSError, RuntimeError) as e:
-            raise DreamvidError(f"cannot write checkpoint in {self.dir}: {e}") from None
+        except (OSError, RuntimeError):
+            self._remove(tmp)
+            raise DreamvidError(f"cannot write checkpoint in {self.dir}: {why_unwritable(self.dir)}") from None
         os.replace(tmp, os.path.join(self.dir, STATE_FILE))
+
+    @staticmethod
+    def _remove(path: str) -> None:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def why_unwritable(folder: str) -> str:
+    """A short reason a write failed: a full disk, or permissions."""
+    try:
+        if shutil.disk_usage(folder).free < (4 << 20):
+            return "the disk is full: free some space, then run the same command again to resume"
+    except OSError:
+        pass
+    return "the folder is not writable"
 
 
 def find_state(path: str) -> str:

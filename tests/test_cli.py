@@ -100,3 +100,22 @@ def test_gif_and_png_outputs(tmp_path):
     r = run_cli(TINY + ["frames=2", f"output={tmp_path}/pngs/"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "pngs")) == ["frame_000000.png", "frame_000001.png"]
+
+
+def test_a_full_disk_gets_a_clear_message_and_no_output(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = disk / "o.mp4"
+        r = run_cli(TINY + ["frames=40", "width=128", "height=96", "dream.iterations=1", f"output={out}"],
+                    cwd=str(tmp_path))
+        assert r.returncode == 2, r.stderr
+        assert "disk is full" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not out.exists() and not (disk / "o.mp4.partial").exists()
+    finally:
+        subprocess.run(["umount", str(disk)])

@@ -1,0 +1,94 @@
+"""Resume after a crash: a killed render continues to exactly the frames of an uninterrupted one."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import read_video, run_cli
+from dreamvid.checkpoint import Checkpoint, find_state, render_key
+from dreamvid.model import DreamvidError
+
+ARGS = ["debug=tiny", "frames=10", "width=96", "height=64", "dream.iterations=3", "seed=5"]
+
+
+def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
+    out = str(tmp_path / "o.mp4")
+    ck = Checkpoint(out, "k1", {"frames": 3})
+    assert ck.load() is None
+    frame = np.random.default_rng(0).integers(0, 255, (8, 10, 3), dtype=np.uint8)
+    ck.save(0, frame, {"input": torch.ones(2)})
+    nxt, state = ck.load()
+    assert nxt == 1 and torch.equal(state["input"], torch.ones(2))
+    assert np.array_equal(ck.read_frame(0), frame)
+    assert find_state(out) == ck.dir and find_state(str(tmp_path)) == ck.dir
+    with pytest.raises(DreamvidError, match="different render"):
+        Checkpoint(out, "k2").load()
+    assert render_key({"a": 1, "progress": True}) == render_key({"a": 1, "progress": False})
+    assert render_key({"a": 1}) != render_key({"a": 2})
+
+
+def _start(args, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "dreamvid", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_frames(folder, n, proc, timeout=120):
+    frames = os.path.join(folder, "frames")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.isdir(frames) and len([f for f in os.listdir(frames) if f.endswith("0.png") or
+                                          f.endswith(".png") and ".tmp" not in f]) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"render ended early: {proc.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError("render made no progress")
+
+
+def _pngs(folder):
+    import cv2
+
+    return [cv2.imread(os.path.join(folder, f)) for f in sorted(os.listdir(folder))]
+
+
+def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
+    ref = tmp_path / "ref"
+    r = run_cli(ARGS + [f"output={ref}/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+
+    out = tmp_path / "run"
+    args = ARGS + [f"output={out}/"]
+    proc = _start(args, str(tmp_path))
+    _wait_for_frames(str(out) + ".state", 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing that looks finished
+    r = run_cli(args, cwd=str(tmp_path))  # the same command continues
+    assert r.returncode == 0, r.stderr
+    got, want = _pngs(out), _pngs(ref)
+    assert len(got) == len(want) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))  # bitwise on the CPU
+    assert not os.path.exists(str(out) + ".state")
+
+
+def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
+    out = tmp_path / "o.mp4"
+    proc = _start(ARGS + [f"output={out}"], str(tmp_path))
+    _wait_for_frames(str(out) + ".state", 2, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert f"resume with: dreamvid resume={out}" in stderr
+    partial = tmp_path / "o.mp4.state" / "partial.mp4"
+    meta, frames = read_video(str(partial))
+    assert 2 <= len(frames) < 10
+    assert not out.exists() and not (tmp_path / "o.mp4.partial").exists()
+    r = run_cli(["debug=tiny", f"resume={out}"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert len(read_video(str(out))[1]) == 10
