@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import abc
 import re
+from collections import abc
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -119,8 +119,8 @@ def fourier_image(batch: int, height: int, width: int, *, sd: float = 0.01, deca
     if sd <= 0:
         raise DreamvidError(f"init sd must be positive, got {sd}")
     freqs = rfft2_freqs(height, width)
-    # Equal energy per frequency band: the 1/f spectrum of natural images, so that a step moves low and
-    # high frequencies alike (plain pixels let high frequencies win, hence the noise).
+    # Amplitudes fall as 1/f, as natural images' do: in these coordinates the gradient is whitened, so
+    # high frequencies no longer dominate the ascent as they do on plain pixels (hence their noise).
     scale = (1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power).to(device)
     spectrum = (torch.randn(batch, 3, *freqs.shape, 2, generator=generator) * sd).to(device).requires_grad_(True)
 

@@ -3,7 +3,7 @@ optionally, a video of the optimisation and a with/without-prior comparison."""
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
