@@ -61,6 +61,7 @@ class CoherenceConfig:
     blend: Any = 0.9  # weight of the warped dream on reliable pixels
     iterations: Any = 4  # iterations per octave on frames that start from a warped dream
     octaves: Any = 2  # octaves on frames that start from a warped dream
+    step: Any = 0.3  # step (dream.step's units) on frames that start from a warped dream: a gentle touch-up
     cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
     color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
     strength_cap: float = 1.0  # carried frames' mean residual at most this x the last keyframe's; 0: off
@@ -79,6 +80,18 @@ class NeuronConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """How frames are computed; the look stays the same (bf16 changes pixels by about one level)."""
+
+    precision: str = "auto"  # auto | fp32 | bf16: the network under bf16 autocast, the image in fp32
+    graphs: str = "auto"  # auto | on | off: capture each octave's step in a CUDA graph (CUDA only)
+    channels_last: str = "auto"  # auto | on | off: NHWC layout for the network
+    tile: int = -1  # tile side in px; 0: whole frames; -1: tiles only where free GPU memory asks (never on a CPU)
+    tile_overlap: int = 64  # px shared by neighbouring tiles, blended
+    tile_memory: float = 0.0  # GiB auto tiles may use; 0: 80% of the free GPU memory
+
+
+@dataclass
 class Config:
     mode: str = "zoom"
     input: Optional[str] = None
@@ -93,13 +106,14 @@ class Config:
     overwrite: bool = False
     resume: Optional[str] = None
     progress: bool = True
-    channels: List[Any] = field(default_factory=list)  # neuron mode: ints, "a-b" ranges or "first:N"
+    channels: Any = field(default_factory=list)  # neuron mode: an int, "a-b", "first:N", or a list of them
     model: ModelConfig = field(default_factory=ModelConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 def register() -> None:
