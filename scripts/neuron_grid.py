@@ -1,7 +1,7 @@
 """README pictures for neuron mode: a labelled grid of channels of the built-in model's default layer,
 a looping GIF of the features emerging from noise, and a without/with-prior comparison.
 
-    python scripts/neuron_grid.py docs/images/neuron
+    python scripts/neuron_grid.py docs/media/neuron
 
 Takes a few minutes on a CPU (256 steps of 8 images at 128 px, then the same without the prior).
 """
