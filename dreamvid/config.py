@@ -81,7 +81,7 @@ class NeuronConfig:
 
 @dataclass
 class SpeedConfig:
-    """How frames are computed; the look stays the same (bf16 changes pixels by about one level)."""
+    """How frames are computed. The look stays; bf16 turns the gradient a little (cosine ~0.96), so pixels differ."""
 
     precision: str = "auto"  # auto | fp32 | bf16: the network under bf16 autocast, the image in fp32
     graphs: str = "auto"  # auto | on | off: capture each octave's step in a CUDA graph (CUDA only)

@@ -115,10 +115,12 @@ def resize(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_scale: float = 1.4,
           iterations: int = 10, step: float = 1.5, jitter: int = 32, min_size: int = 32,
-          generator: Optional[torch.Generator] = None, callback: Callback = None) -> torch.Tensor:
+          generator: Optional[torch.Generator] = None, callback: Callback = None,
+          step_fn: Callable[..., torch.Tensor] = dream_step) -> torch.Tensor:
     """Dream an image over an octave pyramid; only the detail is carried up between octaves.
 
-    x: (B, 3, H, W) in [0, 1] -> same shape, dreamed.
+    x: (B, 3, H, W) in [0, 1] -> same shape, dreamed. step_fn: a drop-in for `dream_step` (the fast
+    path of `dreamvid.fast`, or tiles from `dreamvid.tiling`).
     """
     if iterations < 0:
         raise DreamvidError(f"dream.iterations must be 0 or more, got {iterations}")
@@ -130,7 +132,7 @@ def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_sca
     for level, base in enumerate(reversed(bases)):
         img = (base + resize(detail, base.shape[-2:])).clamp(0.0, 1.0)
         for i in range(iterations):
-            img = dream_step(img, objective, step=step, jitter=jitter, generator=generator)
+            img = step_fn(img, objective, step=step, jitter=jitter, generator=generator)
             if callback is not None:
                 callback({"octave": level, "iteration": i, "image": img})
         detail = img - base

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .. import dream as D
-from .. import schedule
+from .. import fast, schedule, tiling
 from ..config import Config
 from ..images import clouds, fit_size, read_image, to_tensor, to_uint8
 from ..model import feature_net, resolve_device
@@ -32,22 +32,38 @@ def start_image(cfg: Config, device: torch.device) -> np.ndarray:
 
 
 def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, dict], torch.Tensor]:
-    """The model loaded once, and a function that dreams one frame with frame t's settings."""
+    """The model loaded once, and a function that dreams one frame with frame t's settings.
+
+    Frames go through the fast path (`speed.*`: precision, layout, CUDA graphs) and, where the GPU's
+    memory asks for it, tiles; a frame that runs out of GPU memory is dreamed again in tiles.
+    """
     layer_steps = schedule.parse_steps(list(cfg.dream.layers) or list(cfg.model.layers), "dream.layers")
     every_layer = list(dict.fromkeys(n for t in layer_steps.keyframes for n in layer_steps(t)))
-    feats = feature_net(cfg.model.name, every_layer, cfg.model.weights, device)
+    plan, stepper = fast.make_stepper(cfg.model.name, device, cfg.speed)
+    feats = fast.prepare(feature_net(cfg.model.name, every_layer, cfg.model.weights, device), plan)
+    budget = cfg.speed.tile_memory * 2**30 if cfg.speed.tile_memory > 0 else None
+    frame_steps = tiling.FrameSteps(stepper, feats, every_layer, device, tile=cfg.speed.tile,
+                                    overlap=cfg.speed.tile_overlap, budget=budget)
     guides = None
     if cfg.dream.guide:
         guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide), device), every_layer)
+    # The objective of the last frame, reused while its settings stay: a CUDA graph is captured per objective.
+    last: dict = {}
 
     def dream_frame(x: torch.Tensor, t: int, s: dict) -> torch.Tensor:
         layers = layer_steps(t)
         weights = [schedule.at(w, t, cfg.fps, "dream.layer_weights") for w in cfg.dream.layer_weights]
-        objective = D.make_objective(feats, layers, weights, cfg.dream.channels, guides,
-                                     guide_weight=s["guide_weight"])
-        return D.dream(x, objective, octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
-                       iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
-                       min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t))
+        key = (tuple(layers), tuple(weights), s["guide_weight"])
+        if last.get("key") != key:
+            last.update(key=key, objective=D.make_objective(feats, layers, weights, cfg.dream.channels, guides,
+                                                            guide_weight=s["guide_weight"]))
+
+        def run(step_fn) -> torch.Tensor:
+            return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
+                           iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
+                           min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn)
+
+        return frame_steps.run(run, x.shape[-2], x.shape[-1])
 
     return dream_frame
 

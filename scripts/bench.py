@@ -1,0 +1,435 @@
+#!/usr/bin/env python
+"""Frames per second of DeepDream: a naive PyTorch loop against dreamvid's path, per model and frame size.
+
+    python scripts/bench.py                                   # GPU: 480p,720p,1080p,4k/tiled; CPU: tiny sizes
+    python scripts/bench.py --models googlenet --sizes 1080p --speeds auto,fp32+graphs,bf16+cl+graphs
+    python scripts/bench.py --device cpu --json bench.json
+
+The naive loop is what public PyTorch DeepDream code does: the whole network run forward (no
+truncation), a forward hook on the dream layer, a random roll drawn with Python's `random` each step,
+the gradient read from `.grad` of a leaf image, fp32, eager. dreamvid's path is `zoom.dreamer`, the
+function every mode dreams a frame with: the network cut after the deepest dream layer plus the
+`speed.*` levers (`--speeds`: `auto`, or `+`-joined `fp32|bf16`, `cl`, `graphs`). Weights are untrained
+(`model.weights=random`): the speed does not depend on them, and nothing is downloaded.
+
+Effective TFLOP/s count the work dreamvid needs, once per configuration: FlopCounterMode over one step
+(forward and backward to the image) per octave size on the meta device, times the iterations. Peak memory
+is `torch.cuda.max_memory_allocated` on a GPU; on a CPU the process's peak RSS so far (a note, not per row).
+A size ending in `/tiled` dreams in tiles sized for `--tile-memory` GiB (the naive loop runs untiled).
+The end-to-end row times `mode=video` (decode, flow, dream, encode) on a generated clip against the time
+spent inside its dream calls.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import dreamvid  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dreamvid import dream as D
+from dreamvid import fast
+from dreamvid.config import Config, DreamConfig, ModelConfig, SpeedConfig
+from dreamvid.model import RANDOM, DreamvidError, EfficientNetLite, FeatureNet, load_backbone, resolve_device
+from dreamvid.pipeline.common import SCHEDULED, frame_settings
+
+# The dream layer of each model, as the REFERENCE measurements (inception4c, relu4_3; lite0's default).
+LAYERS = {"lite0": ["blocks.10", "blocks.8.dw"], "lite2": ["blocks.14", "blocks.11.dw"],
+          "googlenet": ["inception4c"], "vgg16": ["features.22"], "vgg19": ["features.25"],
+          "inception_v3": ["Mixed_5d"], "resnet50": ["layer3"]}
+NAMED_SIZES = {"360p": (640, 360), "480p": (854, 480), "540p": (960, 540), "720p": (1280, 720),
+               "1080p": (1920, 1080), "1440p": (2560, 1440), "4k": (3840, 2160)}
+DEFAULTS = {  # device type -> sizes, iterations, octaves, timed frames
+    "cuda": ("480p,720p,1080p,4k/tiled", 10, 4, 5),
+    "cpu": ("160x90,320x180", 2, 2, 3),
+}
+QUICK = {"cuda": ("480p,1080p", 4, 2, 2), "cpu": ("128x72", 1, 2, 1)}
+
+
+def parse_size(token: str) -> Tuple[int, int, bool]:
+    """'1080p' | '640x360' | either with '/tiled' -> (width, height, tiled)."""
+    name, _, flag = token.strip().lower().partition("/")
+    if flag not in ("", "tiled"):
+        raise SystemExit(f"bench: size {token!r}: the only suffix is /tiled")
+    if name in NAMED_SIZES:
+        w, h = NAMED_SIZES[name]
+    else:
+        try:
+            w, h = (int(v) for v in name.split("x"))
+        except ValueError:
+            raise SystemExit(f"bench: size {token!r}: use WIDTHxHEIGHT or one of {', '.join(NAMED_SIZES)}") from None
+    return w, h, flag == "tiled"
+
+
+def parse_speed(token: str) -> SpeedConfig:
+    """'auto' | '+'-joined fp32|bf16, cl, graphs, eager -> a SpeedConfig (tiles set per size)."""
+    token = token.strip().lower()
+    if token == "auto":
+        return SpeedConfig()
+    parts = set(token.split("+"))
+    unknown = parts - {"fp32", "bf16", "cl", "graphs", "eager"}
+    if unknown:
+        raise SystemExit(f"bench: speed {token!r}: unknown part {sorted(unknown)[0]!r}; "
+                         f"use auto or e.g. bf16+cl+graphs")
+    return SpeedConfig(precision="bf16" if "bf16" in parts else "fp32", channels_last="on" if "cl" in parts else "off",
+                       graphs="on" if "graphs" in parts else "off")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> Tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30, "gpu"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rss"  # KiB on Linux
+
+
+# ---------------------------------------------------------------------------------------------
+# The naive loop.
+
+
+def _layer_module(net: torch.nn.Module, layer: str) -> torch.nn.Module:
+    if isinstance(net, EfficientNetLite):
+        parts = layer.split(".")
+        block = net.blocks[int(parts[1])]
+        return block.bn1 if parts[-1] == "dw" else block  # dw: the depthwise output before ReLU6
+    return net.get_submodule(layer)
+
+
+def naive_dreamer(name: str, layers: List[str], device: torch.device) -> Callable[..., torch.Tensor]:
+    """dream(x, octaves, octave_scale, iterations, step, jitter) the way public PyTorch DeepDream code does."""
+    net = copy.deepcopy(load_backbone(name, RANDOM)).to(device)  # its own copy: the hooks stay on it
+    acts: Dict[str, torch.Tensor] = {}
+    for layer in layers:
+        _layer_module(net, layer).register_forward_hook(lambda m, i, o, layer=layer: acts.__setitem__(layer, o))
+    if isinstance(net, EfficientNetLite):
+        normalize = lambda x: x  # noqa: E731 - the Lite net normalises its input itself
+    else:
+        mean, std = ((0.5,) * 3, (0.5,) * 3) if name in ("googlenet", "inception_v3") else \
+            ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        m, s = torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1)
+        normalize = lambda x: (x - m) / s  # noqa: E731
+
+    def dream(x: torch.Tensor, octaves: int, octave_scale: float, iterations: int, step: float, jitter: int):
+        bases = [x]
+        for _ in range(octaves - 1):
+            bases.append(F.interpolate(bases[-1], scale_factor=1 / octave_scale, mode="bilinear", align_corners=False))
+        detail = torch.zeros_like(bases[-1])
+        for base in reversed(bases):
+            detail = F.interpolate(detail, size=base.shape[-2:], mode="bilinear", align_corners=False)
+            img = (base + detail).clamp(0, 1)
+            for _ in range(iterations):
+                ox, oy = random.randint(-jitter, jitter), random.randint(-jitter, jitter)
+                img = torch.roll(img, (oy, ox), (2, 3)).detach()
+                img.requires_grad = True
+                net(normalize(img))
+                loss = sum(acts[layer].pow(2).mean() for layer in layers)
+                loss.backward()
+                g = img.grad
+                img.data += step / 255.0 * g / (g.abs().mean() + 1e-8)
+                img = torch.roll(img.detach(), (-oy, -ox), (2, 3)).clamp(0, 1)
+            detail = img - base
+        return img
+
+    return dream
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting the work.
+
+
+def flops_per_frame(name: str, layers: List[str], height: int, width: int, octaves: int, octave_scale: float,
+                    iterations: int) -> float:
+    """FLOPs of one dreamed frame: forward + backward to the image per step, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # A copy on the meta device: shapes only, no memory, and the shared backbone stays where it is.
+    net = copy.deepcopy(FeatureNet(load_backbone(name, RANDOM), layers, model_name=name)).to("meta")
+    objective = D.make_objective(net, layers)
+    total = 0
+    for h, w in D.octave_sizes(height, width, octaves, octave_scale):
+        x = torch.empty(1, 3, h, w, device="meta", requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            objective(x).backward()  # (FlopCounterMode's module tracking rejects autograd.grad)
+        total += counter.get_total_flops()
+    return float(total * iterations)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing.
+
+
+def time_frames(dream_once: Callable[[int], torch.Tensor], device: torch.device,
+                frames: int) -> Tuple[List[float], List[float]]:
+    """(wall seconds, process CPU seconds) of each of `frames` calls, after the caller's warm-up."""
+    wall, cpu = [], []
+    for t in range(frames):
+        sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        dream_once(t)
+        sync(device)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def bench_config(name: str, layers: List[str], w: int, h: int, tiled: bool, speed: SpeedConfig, args,
+                 device: torch.device) -> Config:
+    speed = copy.deepcopy(speed)
+    if tiled:
+        speed.tile, speed.tile_memory = -1, args.tile_memory
+    return Config(device=device.type, width=w, height=h, seed=0, progress=False,
+                  model=ModelConfig(name=name, weights=RANDOM, layers=list(layers)),
+                  dream=DreamConfig(octaves=args.octaves, iterations=args.iterations), speed=speed)
+
+
+def run_row(kind: str, dream_once: Callable[[int], torch.Tensor], warm: Callable[[], torch.Tensor],
+            device: torch.device, frames: int) -> Dict[str, object]:
+    reset_memory(device)
+    try:
+        warm()
+        times, cpu = time_frames(dream_once, device, frames)
+    except torch.cuda.OutOfMemoryError:
+        reset_memory(device)
+        return {"path": kind, "error": "out of memory"}
+    peak, where = peak_memory_gib(device)
+    seconds = statistics.median(times)  # the median: steady against other work on a shared machine
+    row = {"path": kind, "s_per_frame": seconds, "fps": 1.0 / seconds, "times": times, "peak_gib": peak,
+           "peak_of": where}
+    if device.type == "cpu":  # CPU time does not count the waits for a core other work holds
+        row["cpu_s_per_frame"] = statistics.median(cpu)
+    return row
+
+
+def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch.device) -> List[Dict[str, object]]:
+    from dreamvid.pipeline.zoom import dreamer
+
+    layers = LAYERS[name]
+    flops = flops_per_frame(name, layers, h, w, args.octaves, 1.4, args.iterations)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, h, w, generator=gen).to(device)
+    warm_iterations = args.iterations if device.type == "cuda" else 1  # graphs capture after warm-up steps
+    rows: List[Dict[str, object]] = []
+
+    naive = naive_dreamer(name, layers, device)
+    random.seed(0)
+    row = run_row("naive", lambda t: naive(x, args.octaves, 1.4, args.iterations, 1.5, 32),
+                  lambda: naive(x, args.octaves, 1.4, warm_iterations, 1.5, 32), device, args.frames)
+    rows.append(row)
+    del naive
+
+    for token in args.speeds.split(","):
+        cfg = bench_config(name, layers, w, h, tiled, parse_speed(token), args, device)
+        p = fast.plan_from_config(cfg.speed, name, device)
+        dream_frame = dreamer(cfg, device)
+        s = frame_settings(cfg.dream, SCHEDULED["dream"], 0, cfg.fps)
+        warm_s = dict(s, iterations=warm_iterations)
+        row = run_row(f"dreamvid {token}: {p.describe()}", lambda t: dream_frame(x, t, s),
+                      lambda: dream_frame(x, 0, warm_s), device, args.frames)
+        rows.append(row)
+        del dream_frame
+    base = rows[0].get("s_per_frame")
+    for row in rows:
+        row.update(model=name, layers=layers, size=f"{w}x{h}", tiled=tiled, flops_per_frame=flops)
+        if "s_per_frame" in row:
+            row["tflops"] = flops / row["s_per_frame"] / 1e12
+            row["speedup"] = base / row["s_per_frame"] if base else None
+        if "cpu_s_per_frame" in row and "cpu_s_per_frame" in rows[0]:
+            row["cpu_speedup"] = rows[0]["cpu_s_per_frame"] / row["cpu_s_per_frame"]
+    reset_memory(device)
+    return rows
+
+
+def make_clip(path: str, w: int, h: int, frames: int) -> None:
+    from dreamvid.video import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=25",
+                    "-frames:v", str(frames), "-pix_fmt", "yuv420p", "-c:v", "libx264", path], check=True)
+
+
+def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> Dict[str, object]:
+    """mode=video on a generated clip: wall time against the time spent in its dream calls."""
+    try:
+        from dreamvid.pipeline import clip
+    except ImportError:
+        return {"path": "end to end", "error": "mode=video is not available"}
+    if not hasattr(clip, "run_video"):
+        return {"path": "end to end", "error": "mode=video is not available"}
+    inner = clip.dreamer
+    spent = [0.0, 0]
+
+    def timed_dreamer(cfg, dev):
+        dream_frame = inner(cfg, dev)
+
+        def run(x, t, s):
+            sync(dev)
+            t0 = time.perf_counter()
+            out = dream_frame(x, t, s)
+            sync(dev)
+            spent[0] += time.perf_counter() - t0
+            spent[1] += 1
+            return out
+
+        return run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "clip.mp4")
+        make_clip(src, w, h, args.e2e_frames)
+        cfg = bench_config(name, LAYERS[name], w, h, False, parse_speed(args.speeds.split(",")[0]), args, device)
+        cfg.mode, cfg.input, cfg.output, cfg.width, cfg.height = "video", src, os.path.join(tmp, "out.mp4"), None, None
+        reset_memory(device)
+        clip.dreamer = timed_dreamer
+        try:
+            t0 = time.perf_counter()
+            clip.run_video(cfg)
+            wall = time.perf_counter() - t0
+        finally:
+            clip.dreamer = inner
+    frames = spent[1]
+    peak, where = peak_memory_gib(device)
+    return {"path": "end to end (mode=video)", "model": name, "layers": LAYERS[name], "size": f"{w}x{h}",
+            "tiled": False, "frames": frames, "s_per_frame": wall / frames, "fps": frames / wall,
+            "dream_only_fps": frames / spent[0], "fraction_of_dream_only": spent[0] / wall,
+            "peak_gib": peak, "peak_of": where}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def hardware(device: torch.device) -> Dict[str, object]:
+    info: Dict[str, object] = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+                               "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        info["load_average"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def print_table(rows: List[Dict[str, object]]) -> None:
+    cpu = any("cpu_s_per_frame" in r for r in rows)
+    head = (f"{'model':<10} {'size':>10} {'path':<44} {'s/frame':>8} {'fps':>7} {'speedup':>7} {'TFLOP/s':>8} "
+            f"{'peak GiB':>9}")
+    if cpu:
+        head += f" {'CPU s':>7} {'speedup':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        size = str(r.get("size", "")) + (" tiled" if r.get("tiled") else "")
+        if "error" in r:
+            print(f"{r.get('model', ''):<10} {size:>10} {r['path']:<44} {r['error']}")
+            continue
+        speedup = f"{r['speedup']:.2f}x" if r.get("speedup") else ""
+        tflops = f"{r['tflops']:.3f}" if "tflops" in r else ""
+        peak = f"{r['peak_gib']:.2f}" + ("" if r["peak_of"] == "gpu" else "*")
+        line = (f"{r['model']:<10} {size:>10} {r['path'][:44]:<44} {r['s_per_frame']:>8.3f} {r['fps']:>7.2f} "
+                f"{speedup:>7} {tflops:>8} {peak:>9}")
+        if cpu and "cpu_speedup" in r:
+            line += f" {r['cpu_s_per_frame']:>7.3f} {r['cpu_speedup']:>6.2f}x"
+        print(line)
+        if "fraction_of_dream_only" in r:
+            note = f"  dream-only {r['dream_only_fps']:.2f} fps; end to end at"
+            print(f"{'':<10} {'':>10} {note:<44} {100 * r['fraction_of_dream_only']:.0f}% of it")
+    if any(r.get("peak_of") == "rss" for r in rows):
+        print("* CPU: the process's peak resident memory so far, not per row")
+    if cpu:
+        print("CPU s: process CPU time per frame (all threads), steadier than the wall time on a shared machine")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description="Time the naive DeepDream loop against dreamvid's path.")
+    ap.add_argument("--models", default="lite0,googlenet,vgg16", help="comma-separated (default lite0,googlenet,vgg16)")
+    ap.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT or 480p/720p/1080p/4k, /tiled to tile "
+                                    "(default GPU: 480p,720p,1080p,4k/tiled; CPU: 160x90,320x180)")
+    ap.add_argument("--iterations", type=int, help="iterations per octave (default GPU 10, CPU 2)")
+    ap.add_argument("--octaves", type=int, help="octaves (default GPU 4, CPU 2)")
+    ap.add_argument("--frames", type=int, help="timed frames per row, after one warm-up frame; the median "
+                                                       "is reported (default GPU 5, CPU 3)")
+    ap.add_argument("--speeds", default="auto", help="dreamvid variants, comma-separated: auto or e.g. "
+                                                     "fp32+graphs,bf16+cl+graphs (default auto)")
+    ap.add_argument("--tile-memory", type=float, default=4.0, help="GiB for /tiled sizes (default 4)")
+    ap.add_argument("--e2e-frames", type=int, help="frames of the end-to-end clip (default GPU 60, CPU 6)")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (mode=video) row")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--threads", type=int, help="CPU threads (default all cores; on a busy machine 1 is steadier)")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer iterations: a smoke test")
+    ap.add_argument("--json", help="also write the rows and the hardware as JSON to this path")
+    args = ap.parse_args(argv)
+
+    device = resolve_device(args.device)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    sizes, iterations, octaves, frames = (QUICK if args.quick else DEFAULTS)[kind]
+    args.sizes = args.sizes or sizes
+    args.iterations = args.iterations or iterations
+    args.octaves = args.octaves or octaves
+    args.frames = args.frames or frames
+    args.e2e_frames = args.e2e_frames or (60 if kind == "cuda" else 6)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in LAYERS]
+    if bad:
+        ap.error(f"unknown model {bad[0]!r}; choose from {', '.join(LAYERS)}")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    for token in args.speeds.split(","):
+        parse_speed(token)
+
+    started = time.perf_counter()
+    rows: List[Dict[str, object]] = []
+    try:
+        for name in models:
+            for w, h, tiled in sizes:
+                rows += bench_model_size(name, w, h, tiled, args, device)
+                print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
+                      file=sys.stderr)
+        if not args.no_e2e:
+            w, h, _ = sizes[0]
+            rows.append(bench_end_to_end(models[0], w, h, args, device))
+    except DreamvidError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+
+    info = hardware(device)
+    print(f"device {device} ({info.get('gpu', info['machine'])}), torch {info['torch']}, "
+          f"{info['cpu_threads']} threads; "
+          f"{args.octaves} octaves x {args.iterations} iterations, median of {args.frames} timed frame(s) per row; "
+          f"{elapsed:.0f} s in all")
+    print_table(rows)
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        with open(args.json, "w") as f:
+            json.dump({"hardware": info, "settings": settings, "seconds": elapsed, "rows": rows}, f, indent=1,
+                      default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

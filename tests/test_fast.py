@@ -1,0 +1,177 @@
+import copy
+
+import pytest
+import torch
+
+from dreamvid import dream as D
+from dreamvid import fast
+from dreamvid.model import DreamvidError, feature_net, load_backbone
+
+LAYERS = ["blocks.4"]
+
+
+@pytest.fixture(scope="module")
+def feats():
+    return feature_net("lite0", LAYERS)
+
+
+def image(h=48, w=64, seed=0):
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def cosine(a, b):
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def test_auto_is_the_plain_path_on_a_cpu():
+    for name in ("lite0", "googlenet", "vgg16"):
+        p = fast.plan(name, "cpu")
+        assert p.plain and p == fast.Plan()
+    _, stepper = fast.make_stepper("vgg16", "cpu")
+    x = image()
+
+    def energy(v):
+        return v.pow(3).sum()
+
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(stepper(x, energy, step=1.0, jitter=8, generator=g1),
+                       D.dream_step(x, energy, step=1.0, jitter=8, generator=g2))
+
+
+def test_auto_on_cuda_follows_the_measurements():
+    # plan() only reads the device type: no GPU is touched
+    assert fast.plan("vgg16", "cuda") == fast.Plan("bf16", True, True)
+    assert fast.plan("googlenet", "cuda") == fast.Plan("fp32", False, True)
+    assert fast.plan("lite0", "cuda") == fast.Plan("fp32", False, True)
+    assert fast.plan("googlenet", "cuda", precision="bf16") == fast.Plan("bf16", True, True)
+    assert fast.plan("vgg16", "cuda", graphs="off", channels_last="off") == fast.Plan("bf16", False, False)
+
+
+def test_bad_settings_say_how_to_fix_them():
+    with pytest.raises(DreamvidError, match="speed.precision must be one of auto, fp32, bf16"):
+        fast.plan("lite0", "cpu", precision="fp16")
+    with pytest.raises(DreamvidError, match="needs a CUDA device"):
+        fast.plan("lite0", "cpu", graphs="on")
+    with pytest.raises(DreamvidError, match="speed.channels_last"):
+        fast.plan("lite0", "cpu", channels_last="yes")
+
+
+def test_fp32_fast_step_equals_the_plain_step(feats):
+    """The rolled formulation (roll, step, roll back as one update) with channels_last, in fp32."""
+    p = fast.Plan("fp32", True, False)
+    stepper, net = fast.Stepper(p), fast.prepare(feats, p)
+    x = image()
+    ref = D.dream_step(x, D.make_objective(feats, LAYERS), jitter=16, generator=torch.Generator().manual_seed(5))
+    out = stepper(x, D.make_objective(net, LAYERS), jitter=16, generator=torch.Generator().manual_seed(5))
+    assert (out - ref).abs().max() < 1e-5
+    assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_bf16_gradient_and_step_within_bf16_tolerance(feats):
+    """bf16 autocast keeps the gradient's direction (cosine > 0.9) and the step within a third of its size."""
+    x = image()
+    objective = D.make_objective(feats, LAYERS)
+    g32 = fast.Stepper(fast.Plan()).gradient(x, objective)
+    p = fast.Plan("bf16", True, False)
+    low = fast.Stepper(p)
+    g16 = low.gradient(x, D.make_objective(fast.prepare(feats, p), LAYERS))
+    assert g16.dtype == torch.float32 and cosine(g16, g32) > 0.9
+    ref = D.dream_step(x, objective, step=1.5, jitter=0)
+    out = low(x, D.make_objective(fast.prepare(feats, p), LAYERS), step=1.5, jitter=0)
+    assert out.dtype == torch.float32
+    change = (ref - x).abs().mean()
+    assert (out - ref).abs().mean() < 0.35 * change
+
+
+def test_prepare_copies_instead_of_changing_the_shared_backbone(feats):
+    p = fast.Plan("fp32", True, False)
+    net = fast.prepare(feats, p)
+    conv = load_backbone("lite0").conv_stem.weight
+    assert conv.is_contiguous() and net is not feats
+    assert net.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.prepare(feats, fast.Plan()) is feats
+
+
+def test_dream_takes_a_step_function(feats):
+    calls = []
+
+    def step_fn(x, objective, *, step, jitter, generator):
+        calls.append(x.shape[-2:])
+        return D.dream_step(x, objective, step=step, jitter=jitter, generator=generator)
+
+    D.dream(image(), D.make_objective(feats, LAYERS), octaves=2, iterations=2, step_fn=step_fn)
+    assert len(calls) == 4
+
+
+def test_dreamer_uses_the_fast_path_and_matches_plain_on_a_cpu(cfg_factory):
+    from dreamvid.pipeline.zoom import dreamer
+
+    cfg = cfg_factory("model.layers=[blocks.4]", "speed.tile=0")
+    x = image()
+    dream_frame = dreamer(cfg, torch.device("cpu"))
+    s = {"octaves": 2, "octave_scale": 1.4, "iterations": 2, "step": 1.5, "jitter": 8, "guide_weight": 1.0}
+    out = dream_frame(x, 3, s)
+    ref = D.dream(x, D.make_objective(feature_net("lite0", ["blocks.4"]), ["blocks.4"]), octaves=2,
+                  iterations=2, step=1.5, jitter=8, generator=D.image_generator(cfg.seed, 3))
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_graphed_steps_equal_eager_steps_on_cuda():
+    net = copy.deepcopy(feature_net("lite0", LAYERS)).cuda()  # a copy: the CPU tests share the backbone
+    objective = D.make_objective(net, LAYERS)
+    graphed = fast.Stepper(fast.Plan("fp32", False, True))
+    eager = fast.Stepper(fast.Plan())  # dream.dream_step itself
+    sizes = [(96, 128), (68, 91)]
+    for h, w in sizes:
+        x = image(h, w).cuda()
+        a, b = x, x
+        for i in range(fast.WARMUP_STEPS + 3):  # eager warm-up steps, the capture, then replays
+            a = graphed(a, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
+            b = eager(b, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
+        assert (a - b).abs().max() < 1e-3  # TF32 convolutions; a stale graph input would be off by ~1e-2
+        g = graphed.gradient(x, objective)
+        for _ in range(fast.WARMUP_STEPS):
+            g = graphed.gradient(x, objective)
+        assert cosine(g.clone(), eager.gradient(x, objective)) > 0.9999
+    assert graphed.captures == 2 * len(sizes)  # one step graph and one gradient graph per shape
+    # a new objective drops the old graphs; stepping goes on
+    other = D.make_objective(net, LAYERS, weights=[2.0])
+    assert graphed(x, other, step=1.5, jitter=0).shape == x.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_an_objective_that_cannot_be_captured_still_dreams_on_cuda():
+    """Channel selection indexes with a host list; whether or not that captures, the steps stay right."""
+    import warnings
+
+    net = copy.deepcopy(feature_net("lite0", LAYERS)).cuda()
+    objective = D.make_objective(net, LAYERS, channels=[[0, 3, 5]])
+    graphed, eager = fast.Stepper(fast.Plan("fp32", False, True)), fast.Stepper(fast.Plan())
+    x = image(64, 96).cuda()
+    a = b = x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(fast.WARMUP_STEPS + 3):
+            a = graphed(a, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
+            b = eager(b, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
+    assert (a - b).abs().max() < 1e-3
+
+
+def test_the_benchmark_runs_and_writes_json(tmp_path):
+    import importlib.util
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "bench.py")
+    spec = importlib.util.spec_from_file_location("bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--models", "lite0", "--sizes", "64x48", "--no-e2e", "--device", "cpu",
+                       "--threads", str(torch.get_num_threads()), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["path"].split(":")[0] for r in rows] == ["naive", "dreamvid auto"]
+    assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows)
+    assert bench.parse_size("4k/tiled") == (3840, 2160, True)
+    assert bench.parse_speed("bf16+cl+graphs").graphs == "on"
