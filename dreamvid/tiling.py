@@ -14,6 +14,7 @@ would carry the roll's wrap-around edge into the middle of the picture, a seam o
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -175,7 +176,7 @@ def plan_tile(bytes_per_pixel: float, height: int, width: int, budget: float, *,
     if tile < min_tile:
         raise DreamvidError(f"a {width}x{height} frame needs about {(fixed + per_pixel * min_tile**2) / 2**30:.1f} "
                             f"GiB even in {min_tile} px tiles, more than the {budget / 2**30:.1f} GiB at hand: "
-                            f"lower width/height, or free GPU memory")
+                            f"lower width/height, or free some memory")
     return tile
 
 
@@ -184,14 +185,16 @@ def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: 
                    precision: str = "fp32") -> int:
     """The tile side for a height x width frame on `device`: 0 for no tiling.
 
-    On CUDA the budget is FREE_FRACTION of the free memory (`torch.cuda.mem_get_info`) unless given; on a
-    CPU frames are never tiled unless asked (speed.tile=N).
+    The budget is FREE_FRACTION of the free memory unless given: the GPU's (`torch.cuda.mem_get_info`),
+    or on a CPU the host's available memory, so that a frame too large for memory is tiled, or refused
+    with the reason when even small tiles do not fit.
     """
     device = torch.device(device)
-    if device.type != "cuda":
-        return 0
     if budget is None:
-        free, _total = torch.cuda.mem_get_info(device)
+        if device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(device)
+        else:
+            free = available_host_memory()
         budget = FREE_FRACTION * free
     bpp = saved_bytes_per_pixel(model, layers, precision)
     return plan_tile(bpp, height, width, budget, overlap=overlap)
@@ -199,6 +202,18 @@ def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: 
 
 # ---------------------------------------------------------------------------------------------
 # Choosing each frame's step, and retrying a frame in tiles after an out-of-memory error.
+
+
+def available_host_memory() -> float:
+    """Bytes of host memory available now (Linux: MemAvailable; elsewhere free physical pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def _free_cached_memory() -> None:

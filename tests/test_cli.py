@@ -43,6 +43,7 @@ BAD = [
     (["fps=-5"], "fps must be positive"),
     (["fps=0"], "fps must be positive"),
     (["width=0"], "width must be"),
+    (["width=40000", "height=30000"], "too large"),
     (["motion.zoom=0"], "motion.zoom=0 must be positive"),
     (["dream.iterations=0"], "dream.iterations=0 must be at least 1"),
     (["dream.iterations=-3"], "dream.iterations=-3 must be at least 1"),

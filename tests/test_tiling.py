@@ -84,7 +84,14 @@ def test_plan_tile_from_a_memory_budget():
 def test_auto_tile_size_from_free_memory(feats, monkeypatch):
     bpp = tiling.saved_bytes_per_pixel(feats, LAYERS)
     assert 100 < bpp < 100_000
-    assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") == 0  # never on a CPU unless asked
+    # on a CPU, only a frame too large for the host's memory is tiled, or refused with the reason
+    monkeypatch.setattr(tiling, "available_host_memory", lambda: 20 * 2**30)
+    assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") == 0
+    monkeypatch.setattr(tiling, "available_host_memory", lambda: 3 * 2**30)
+    assert 0 < tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") < 2160
+    monkeypatch.setattr(tiling, "available_host_memory", lambda: 0.4 * 2**30)
+    with pytest.raises(DreamvidError, match="GiB even in"):
+        tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu")
     free = {"bytes": 200 * 2**30}
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 256 * 2**30))
     assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cuda") == 0

@@ -21,6 +21,8 @@ class Interrupted(DreamvidError):
 
     exit_code = 130
 
+MAX_SIDE = 16384
+
 # Settings that may be schedules, by section; checked over every frame before a render starts.
 SCHEDULED = {
     "dream": ("octaves", "octave_scale", "iterations", "step", "jitter", "guide_weight"),
@@ -41,6 +43,9 @@ def check(cfg: Config) -> None:
         v = getattr(cfg, side)
         if v is not None and v < 1:
             raise DreamvidError(f"{side} must be a positive number of pixels, got {v}")
+        if v is not None and v > MAX_SIDE:
+            raise DreamvidError(f"{side}={v} is too large: frames are limited to {MAX_SIDE} px a side "
+                                f"(H.264's limit); dream at a smaller size and upscale")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
     for section, names in SCHEDULED.items():
