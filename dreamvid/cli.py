@@ -9,6 +9,7 @@ from typing import List, Optional
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from . import sweep
 from .config import Config, register
 from .model import MODELS, DreamvidError
 
@@ -32,21 +33,35 @@ def to_config(dcfg: DictConfig) -> Config:
     return cfg
 
 
+def _sweeping() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _hydra_main(dcfg: DictConfig) -> Optional[str]:
     from . import pipeline
 
-    cfg = to_config(dcfg)
     try:
-        out = pipeline.run(cfg)
+        out = pipeline.run(to_config(dcfg))
     except DreamvidError as e:
+        code = getattr(e, "exit_code", 2)
+        if _sweeping() and code != 130:  # in a sweep one bad job is reported and the others go on
+            sweep.job_failed(e, verbose=_verbose())
+            return None
         if _verbose():
             raise
-        code = getattr(e, "exit_code", 2)
         print(f"dreamvid: {'error: ' if code == 2 else ''}{e}", file=sys.stderr)
         sys.exit(code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 - only in a sweep: a crash in one job must not stop the others
+        if not _sweeping():
+            raise
+        sweep.job_failed(e, verbose=_verbose())
+        return None
     print(f"dreamvid: wrote {out}")
     return out
 
@@ -74,3 +89,5 @@ def main() -> None:
         sys.exit(list_layers_command(sys.argv[2:]))
     warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
     _hydra_main()
+    if sweep.failures():  # a sweep that went on past failed jobs still says so in its exit status
+        sys.exit(1)
