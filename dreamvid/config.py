@@ -58,13 +58,14 @@ class FlowConfig:
 @dataclass
 class CoherenceConfig:
     warp: str = "residual"  # residual | frame: what of the previous dream is carried along the flow
-    blend: Any = 0.9  # weight of the warped dream on reliable pixels
+    blend: Any = 1.0  # weight of the warped dream on reliable pixels
     iterations: Any = 4  # iterations per octave on frames that start from a warped dream
     octaves: Any = 2  # octaves on frames that start from a warped dream
     step: Any = 0.3  # step (dream.step's units) on frames that start from a warped dream: a gentle touch-up
     cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
     color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
     strength_cap: float = 1.0  # carried frames' mean residual at most this x the last keyframe's; 0: off
+    interpolation: str = "bicubic"  # bicubic | bilinear: resampling of the carried dream (bilinear blurs it)
 
 
 @dataclass

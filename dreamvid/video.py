@@ -1,7 +1,9 @@
 """Video and frame-sequence I/O through ffmpeg: the only module that talks to ffmpeg.
 
-Frames are (H, W, 3) uint8 RGB arrays. Outputs are written under a temporary name and renamed only
-when complete, so an interrupted run never leaves a file that looks finished.
+Writing: `Encoder`. Reading: `probe` (frame count, exact rate, duration, size, audio) and
+`read_frames` (metadata, then a generator of frames). Frames are (H, W, 3) uint8 RGB arrays.
+Outputs are written under a temporary name and renamed only when complete, so an interrupted run
+never leaves a file that looks finished.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from .model import DreamvidError
 VIDEO_EXTS = (".mp4", ".mov", ".mkv")
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
+# Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
+MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
 
 
 def ffmpeg_exe() -> str:
@@ -289,12 +293,9 @@ def config_metadata(config: dict) -> Dict[str, str]:
 # lists every packet with its timestamps); `read_frames` then decodes through one ffmpeg pipe, a frame
 # at a time, so memory stays flat however long the clip is.
 
-# Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
-MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
 # Frame rates that timestamps rounded to the container's clock (webm/mkv: 1 ms) are snapped to.
 _NTSC = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
 _STANDARD = _NTSC + tuple(Fraction(k) for k in (8, 10, 12, 15, 24, 25, 30, 48, 50, 60, 90, 100, 120, 240))
-_ERROR_WORDS = ("partial file", "invalid data", "error", "corrupt", "truncat", "missing", "end of file")
 
 
 @dataclass(frozen=True)
@@ -342,11 +343,6 @@ def _ffmpeg_complaint(text: str) -> str:
         if any(w in ln.lower() for w in ("partial file", "invalid data", "no such file", "permission denied")):
             return ln
     return lines[-1] if lines else "unknown error"
-
-
-def _is_error(line: str) -> bool:
-    low = line.lower()
-    return any(w in low for w in _ERROR_WORDS) and "broken pipe" not in low
 
 
 def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) -> Fraction:
@@ -515,14 +511,15 @@ def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Itera
                 proc.kill()
             proc.stdout.close()  # type: ignore[union-attr]
             proc.wait()
-    errors = [ln for ln in log.splitlines() if _is_error(ln)]
+    errors = [ln for ln in log.splitlines() if ln.strip()]  # at -loglevel error, every line is one
     if count == 0:
         raise DreamvidError(f"no frame could be decoded from {meta.path}: {_ffmpeg_complaint(log)}")
+    if meta.indexed_frames:  # a cut-off file: its index knows the frames that are missing
+        wanted = meta.indexed_frames if max_frames is None else min(meta.indexed_frames, max_frames)
     if count < wanted and (rc != 0 or errors or meta.truncated):
         why = meta.truncated or _ffmpeg_complaint("\n".join(errors) or log)
-        of = meta.indexed_frames if max_frames is None and meta.indexed_frames else wanted
         raise TruncatedVideo(f"{meta.path} is truncated or damaged: decoding stopped after frame {count} "
-                             f"of {of} ({why})", frames=count, expected=of)
+                             f"of {wanted} ({why})", frames=count, expected=wanted)
     if errors:
         warnings.warn(f"ffmpeg reported errors decoding {meta.path} (damaged frames may show): "
                       f"{_ffmpeg_complaint(chr(10).join(errors))}", stacklevel=2)

@@ -6,13 +6,16 @@ the optical flow, so that the dream sticks to the scene instead of flickering.
 After Ruder, Dosovitskiy & Brox 2016 ("Artistic style transfer for videos"): the flow between
 consecutive SOURCE frames carries the previous dream onto the current frame; a forward-backward
 consistency check marks the pixels the flow cannot explain (disocclusions, motion boundaries, pixels
-entering the frame), which start from the fresh source frame instead. Frames that start from a
-carried dream are only touched up (`coherence.iterations` x `coherence.octaves`); the first frame and
-each frame after a scene cut get the full `dream.*` settings.
+entering the frame), which start from the fresh source frame instead. The first frame and each
+frame after a scene cut (more than `coherence.cut_threshold` of the pixels unreliable) get the full
+`dream.*` settings: these are keyframes. The other frames are only touched up
+(`coherence.octaves` x `coherence.iterations` at the small `coherence.step`).
 
-Carried dreams gain energy: every frame re-dreams what the last one already dreamed. The residual
-(dream minus source) is therefore held to the strength of the last fully dreamed frame, the
-keyframe (see `bound_residual`), so brightness and saturation do not creep over hundreds of frames.
+By default only the residual (dream minus source) travels, resampled bicubically (bilinear
+resampling blurs it a little more every frame, and the dream fades), on top of the fresh source
+frame. A carried dream that is dreamed again every frame gains energy, so the residual's mean is
+capped at the last keyframe's (`coherence.strength_cap`): brightness and saturation do not creep
+over hundreds of frames. docs/video.md has the measurements behind these defaults.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..config import Config
 from ..flow import consistency, flow_estimator, warp
@@ -30,6 +34,10 @@ from .common import SCHEDULED, config_dict, frame_settings, progress, resolve_ou
 from .zoom import dreamer
 
 WARPS = ("residual", "frame")
+INTERPOLATIONS = ("bicubic", "bilinear")
+LOCAL = 9  # side of the neighbourhood (pixels) whose dream strength is bounded by the keyframe's
+# coherence settings evaluated per frame (each may be a schedule)
+COHERENCE = ("blend", "iterations", "octaves", "step", "color_match")
 
 
 def output_size(meta: VideoMeta, width: Optional[int], height: Optional[int]) -> Tuple[int, int]:
@@ -50,12 +58,16 @@ def check_coherence(cfg: Config) -> None:
         raise DreamvidError(f"coherence.warp must be one of {', '.join(WARPS)}, got {c.warp!r}")
     if not 0.0 <= c.cut_threshold <= 1.0:
         raise DreamvidError(f"coherence.cut_threshold is a fraction of the pixels, 0..1; got {c.cut_threshold}")
+    if c.interpolation not in INTERPOLATIONS:
+        raise DreamvidError(f"coherence.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                            f"got {c.interpolation!r}")
     if c.strength_cap < 0:
         raise DreamvidError(f"coherence.strength_cap must be 0 (off) or positive, got {c.strength_cap}")
 
 
 def carry(prev_dream: torch.Tensor, prev_source: torch.Tensor, source: torch.Tensor, backward,
-          mask: torch.Tensor, *, warp_mode: str = "residual", blend: float = 0.9) -> torch.Tensor:
+          mask: torch.Tensor, *, warp_mode: str = "residual", blend: float = 1.0,
+          interpolation: str = "bicubic") -> torch.Tensor:
     """The image frame t starts dreaming from: the previous dream warped onto it where reliable.
 
     residual: source + blend * mask * warp(prev_dream - prev_source): the picture is always the
@@ -65,9 +77,9 @@ def carry(prev_dream: torch.Tensor, prev_source: torch.Tensor, source: torch.Ten
     """
     weight = blend * mask
     if warp_mode == "residual":
-        return (source + weight * warp(prev_dream - prev_source, backward)).clamp(0.0, 1.0)
+        return (source + weight * warp(prev_dream - prev_source, backward, mode=interpolation)).clamp(0.0, 1.0)
     if warp_mode == "frame":
-        return source + weight * (warp(prev_dream, backward) - source)
+        return (source + weight * (warp(prev_dream, backward, mode=interpolation) - source)).clamp(0.0, 1.0)
     raise DreamvidError(f"coherence.warp must be one of {', '.join(WARPS)}, got {warp_mode!r}")
 
 
@@ -76,12 +88,31 @@ def strength(x: torch.Tensor, source: torch.Tensor) -> float:
     return float((x - source).abs().mean()) * 255.0
 
 
-def bound_residual(x: torch.Tensor, source: torch.Tensor, limit: float) -> torch.Tensor:
-    """Scale the residual x - source down so that its mean absolute value is at most `limit` levels."""
-    s = strength(x, source)
-    if limit <= 0 or s <= limit:
-        return x
-    return (source + (x - source) * (limit / s)).clamp(0.0, 1.0)
+def local_strength(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Mean absolute residual over each pixel's 9 x 9 neighbourhood, 0-255 levels: (1, 1, H, W)."""
+    r = (x - source).abs().mean(1, keepdim=True) * 255.0
+    return F.avg_pool2d(r, LOCAL, stride=1, padding=LOCAL // 2, count_include_pad=False)
+
+
+def keyframe_limits(x: torch.Tensor, source: torch.Tensor) -> Tuple[float, float]:
+    """(mean strength, 99th percentile of the local strength) of a fully dreamed frame."""
+    return strength(x, source), float(torch.quantile(local_strength(x, source).flatten().float(), 0.99))
+
+
+def bound_residual(x: torch.Tensor, source: torch.Tensor, mean: float, local: float) -> torch.Tensor:
+    """Scale the residual x - source down where it is stronger than a keyframe's.
+
+    Locally, no neighbourhood above `local` (repeated touch-ups otherwise dream ever deeper into the
+    regions the network likes best, such as faces); overall, a mean absolute value of at most `mean`.
+    Limits of 0 or less leave x as it is.
+    """
+    r = x - source
+    if local > 0:
+        r = r * (local / local_strength(x, source).clamp_min(1e-6)).clamp(max=1.0)
+    s = float(r.abs().mean()) * 255.0
+    if mean > 0 and s > mean:
+        r = r * (mean / s)
+    return (source + r).clamp(0.0, 1.0)
 
 
 def color_match(x: torch.Tensor, source: torch.Tensor, amount: float) -> torch.Tensor:
@@ -108,25 +139,38 @@ def new_state() -> Dict[str, Any]:
     """Everything carried from one frame to the next (what a checkpoint must hold).
 
     t: the next frame's index; source: the previous source frame ((H, W, 3) uint8, for the flow);
-    dream: the previous output ((1, 3, H, W) on the device); keyframe: the strength (0-255 levels)
-    of the last fully dreamed frame, which bounds the carried residual.
+    dream: the previous output ((1, 3, H, W) on the device); keyframe: the last fully dreamed frame's
+    mean and local strength (0-255 levels), which bound the carried residual.
     """
-    return {"t": 0, "source": None, "dream": None, "keyframe": 0.0}
+    return {"t": 0, "source": None, "dream": None, "keyframe": (0.0, 0.0)}
+
+
+def with_flow(frames: Iterator[np.ndarray], estimate, state: Dict[str, Any]) -> Iterator[Tuple[np.ndarray, Any]]:
+    """Pair each source frame with the flows (forward, backward) between the previous one and it.
+
+    The previous frame is `state["source"]`, read when each frame is pulled; None for the first frame
+    or without a flow method.
+    """
+    for frame in frames:
+        prev = state["source"]
+        yield frame, (None if estimate is None or prev is None else (estimate(prev, frame), estimate(frame, prev)))
 
 
 def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device: torch.device,
                  state: Dict[str, Any], fps: float) -> Iterator[Tuple[torch.Tensor, Dict[str, Any]]]:
-    """Yield (dreamed frame (1, 3, H, W), info) for each source frame; `state` is updated in place."""
-    estimate = flow_estimator(cfg.flow.method, cfg.flow.preset)
+    """Yield (dreamed frame (1, 3, H, W), info) for each source frame; `state` is updated in place.
+
+    To resume after frame n, pass the state saved with it and the frames from n + 1 on.
+    """
     c = cfg.coherence
-    for frame in frames:
+    for frame, flows in with_flow(frames, flow_estimator(cfg.flow.method, cfg.flow.preset), state):
         t = state["t"]
         src = to_tensor(frame, device)
         s = frame_settings(cfg.dream, SCHEDULED["dream"], t, fps)
-        k = frame_settings(c, SCHEDULED["coherence"], t, fps)
+        k = frame_settings(c, COHERENCE, t, fps)
         start, kind, unreliable = src, "key", None
-        if estimate is not None and state["dream"] is not None:
-            fwd, bwd = estimate(state["source"], frame), estimate(frame, state["source"])
+        if flows is not None and state["dream"] is not None:
+            fwd, bwd = flows
             mask = consistency(fwd, bwd).to(device)
             unreliable = 1.0 - float(mask.mean())
             if unreliable > c.cut_threshold:
@@ -134,13 +178,13 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
             else:
                 kind = "warped"
                 start = carry(state["dream"], to_tensor(state["source"], device), src, bwd, mask,
-                              warp_mode=c.warp, blend=k["blend"])
-                s = dict(s, octaves=k["octaves"], iterations=k["iterations"])
+                              warp_mode=c.warp, blend=k["blend"], interpolation=c.interpolation)
+                s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"])
         out = dream_frame(start, t, s)
         if kind == "warped":
-            out = bound_residual(out, src, c.strength_cap * state["keyframe"])
+            out = bound_residual(out, src, *(c.strength_cap * v for v in state["keyframe"]))
         else:
-            state["keyframe"] = strength(out, src)
+            state["keyframe"] = keyframe_limits(out, src)
         out = color_match(out, src, k["color_match"])
         state.update(t=t + 1, source=frame, dream=out)
         yield out, {"t": t, "kind": kind, "unreliable": unreliable, "strength": strength(out, src)}

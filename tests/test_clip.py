@@ -1,0 +1,221 @@
+"""Video mode end to end on tiny synthetic clips: timing and audio kept, coherence, cuts, bad media."""
+import os
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_config as compose_config
+
+from dreamvid.metrics import coherence
+from dreamvid.model import DreamvidError
+from dreamvid.pipeline.clip import new_state, output_size, run_video, video_frames
+from dreamvid.video import VideoMeta, ffmpeg_exe, probe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# debug=tiny (from conftest), at the clip's own size, one octave of two iterations
+TINY = ["mode=video", "width=null", "height=null", "dream.octaves=1", "dream.iterations=2",
+        "coherence.octaves=1", "coherence.iterations=2", "overwrite=true"]
+
+
+def make_config(*overrides: str):
+    return compose_config(*TINY, *overrides)
+
+
+def texture(h, w, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    for cells, amp in ((4, 1.0), (10, 0.6), (30, 0.4)):
+        img += amp * cv2.resize(rng.random((cells, cells * w // h, 3)).astype(np.float32), (w, h),
+                                interpolation=cv2.INTER_CUBIC)
+    img = (img - img.min()) / (img.max() - img.min())
+    return np.round(img * 255).astype(np.uint8)
+
+
+def write_clip(path, frames, rate="30000/1001", audio=True):
+    """Frames through ffmpeg into an H.264 mp4 with a sine tone of the same length."""
+    h, w = frames[0].shape[:2]
+    seconds = float(len(frames) / Fraction(rate))
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", rate, "-i", "-"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", f"{seconds:.6f}",
+                "-c:a", "aac"]
+    pix = ["-c:v", "ffv1"] if w % 2 or h % 2 else ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    cmd += pix + [str(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    for f in frames:
+        proc.stdin.write(np.ascontiguousarray(f).tobytes())
+    proc.stdin.close()
+    assert proc.wait() == 0
+    return str(path)
+
+
+def panning(n=8, w=64, h=48, speed=1.5, seed=0):
+    """A textured scene panning left by a sub-pixel amount per frame."""
+    import cv2
+
+    big = texture(h, w + int(speed * n) + 4, seed)
+    return [cv2.warpAffine(big, np.float32([[1, 0, speed * t], [0, 1, 0]]), (w, h),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) for t in range(n)]
+
+
+STRONG = ["dream.step=6", "coherence.step=1"]  # a visible dream even with two iterations
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "pan.mp4", panning())
+
+
+@pytest.fixture(scope="module")
+def dreamed(clip, tmp_path_factory):
+    """The clip dreamed with the default coherent settings (flow=dis, warp=residual)."""
+    return run_video(make_config(f"input={clip}", f"output={tmp_path_factory.mktemp('out') / 'dream.mp4'}", *STRONG))
+
+
+def test_output_keeps_count_rate_duration_and_audio(clip, dreamed):
+    out = dreamed
+    src, dst = probe(clip), probe(out)
+    assert (dst.width, dst.height, dst.fps, dst.frames) == (64, 48, "30000/1001", 8)
+    assert dst.duration == pytest.approx(src.duration)
+    assert dst.has_audio and dst.audio_codec == "aac"
+    assert dst.audio_duration == pytest.approx(dst.duration, abs=0.03)
+    assert os.path.exists(out + ".yaml")
+
+
+def test_max_frames_trims_video_and_audio_with_frame_warp_and_colour_match(clip, tmp_path):
+    out = run_video(make_config(f"input={clip}", f"output={tmp_path / 'five.mp4'}", "max_frames=5",
+                                "coherence.warp=frame", "coherence.color_match=1.0"))
+    meta = probe(out)
+    assert meta.frames == 5
+    assert meta.audio_duration == pytest.approx(5 * 1001 / 30000, abs=0.03)
+
+
+def test_coherent_dream_has_far_lower_warp_error_than_per_frame(clip, dreamed, tmp_path):
+    per_frame = run_video(make_config(f"input={clip}", f"output={tmp_path / 'none.mp4'}", "flow=none", *STRONG))
+    c, p = coherence(dreamed, clip), coherence(per_frame, clip)
+    assert c["strength"] > 2.0  # it did dream
+    assert c["warp_error"] < 0.5 * p["warp_error"]
+    assert c["flicker"] < 0.3 * p["flicker"]
+
+
+@pytest.mark.parametrize("name,size,rate,expected", [
+    ("odd.mkv", "95x61", "30000/1001", (96, 62)),  # lossless ffv1, no audio: the mp4 is padded by a pixel
+    ("opus.webm", "72x40", "24000/1001", (72, 40)),  # vp9 + opus: opus is re-encoded to aac for the mp4
+])
+def test_sizes_that_are_not_multiples_of_16_and_other_containers(tmp_path, name, size, rate, expected):
+    w, h = (int(v) for v in size.split("x"))
+    frames = panning(n=4, w=w, h=h)
+    raw = write_clip(tmp_path / "raw.mkv", frames, rate=rate, audio=False) if name.endswith("mkv") else None
+    if raw is None:  # a webm with opus audio
+        src = str(tmp_path / name)
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i",
+                        write_clip(tmp_path / "a.mp4", frames, rate=rate), "-c:v", "libvpx-vp9", "-deadline",
+                        "realtime", "-c:a", "libopus", src], check=True)
+    else:
+        src = raw
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run_video(make_config(f"input={src}", f"output={tmp_path / 'out.mp4'}", "flow.preset=ultrafast"))
+    meta = probe(out)
+    assert (meta.width, meta.height, meta.fps, meta.frames) == (*expected, rate, 4)
+    assert any("padded" in str(w.message) for w in caught) == ((w, h) != expected)
+    if name.endswith("webm"):
+        assert probe(src).audio_codec == "opus" and meta.audio_codec == "aac"
+        assert meta.audio_duration == pytest.approx(meta.duration, abs=0.03)
+
+
+def test_output_size_keeps_the_aspect_with_an_even_side():
+    m = VideoMeta(path="x", width=1920, height=1080, fps="30/1", frames=1, duration=1 / 30)
+    assert output_size(m, 256, None) == (256, 144)
+    assert output_size(m, None, 100) == (178, 100)
+    assert output_size(m, 95, 61) == (95, 61)
+    assert output_size(m, None, None) == (1920, 1080)
+
+
+def fake_dreamer(calls):
+    """Brightens by 8 levels per call and records the settings: energy that a carried dream accumulates."""
+    def dream_frame(x, t, s):
+        calls.append(dict(s))
+        return (x + 8 / 255).clamp(0, 1)
+
+    return dream_frame
+
+
+def test_cuts_restart_and_carried_frames_get_the_coherence_settings_without_creeping():
+    a, b = panning(n=6, seed=1), panning(n=6, seed=2)
+    frames = [f // 2 + 64 for f in a + b]  # mid-grey range: room to brighten without clipping
+    cfg = make_config("coherence.blend=1.0", "coherence.iterations=3", "coherence.octaves=1",
+                      "coherence.step=0.5")
+    calls, state = [], new_state()
+    out = list(video_frames(cfg, iter(frames), fake_dreamer(calls), torch.device("cpu"), state, 30.0))
+    kinds = [info["kind"] for _, info in out]
+    assert kinds == ["key"] + ["warped"] * 5 + ["cut"] + ["warped"] * 5
+    assert calls[1]["iterations"] == 3 and calls[1]["step"] == 0.5 and calls[0]["iterations"] == 2
+    strengths = [info["strength"] for _, info in out]
+    assert max(strengths) < 8.5  # held at the keyframe's 8 levels, not 8 more every frame
+    assert state["t"] == 12 and state["dream"].shape == (1, 3, 48, 64) and state["source"] is frames[-1]
+
+    cfg = make_config("coherence.blend=1.0", "coherence.strength_cap=0")
+    out = list(video_frames(cfg, iter(frames[:6]), fake_dreamer([]), torch.device("cpu"), new_state(), 30.0))
+    assert out[-1][1]["strength"] > 30  # uncapped, the carried dream gains 8 levels a frame
+
+
+def test_per_frame_mode_dreams_every_frame_from_its_source():
+    cfg = make_config("flow=none")
+    calls = []
+    out = list(video_frames(cfg, iter(panning(n=3)), fake_dreamer(calls), torch.device("cpu"), new_state(), 30.0))
+    assert [info["kind"] for _, info in out] == ["key"] * 3
+    assert all(c["iterations"] == 2 for c in calls)
+
+
+@pytest.mark.xfail(reason="a clip cut after its index decodes without an error from ffmpeg; "
+                   "detecting the missing frames is not done yet", strict=False)
+def test_truncated_input_keeps_what_was_dreamed(tmp_path):
+    src = write_clip(tmp_path / "long.mp4", panning(n=40, w=96, h=64, speed=0.5))
+    data = open(src, "rb").read()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out = tmp_path / "out.mp4"
+    with pytest.raises(DreamvidError, match=r"decoding stopped after frame (\d+) of 40.*frames dreamed are in") as err:
+        run_video(make_config(f"input={cut}", f"output={out}", "flow=none", "dream.iterations=1"))
+    assert "\n" not in str(err.value)
+    kept = probe(str(out))
+    assert 0 < kept.frames < 40 and f"after frame {kept.frames} of" in str(err.value)
+    assert kept.audio_duration == pytest.approx(kept.duration, abs=0.05)
+
+
+@pytest.mark.parametrize("input_,words", [(None, "needs input="), ("missing.mp4", "not found")])
+def test_bad_input(tmp_path, input_, words):
+    over = [f"input={tmp_path / input_}"] if input_ else []
+    with pytest.raises(DreamvidError, match=words):
+        run_video(make_config(*over, f"output={tmp_path / 'o.mp4'}"))
+
+
+def test_bad_coherence_settings_name_the_choices(clip, tmp_path):
+    with pytest.raises(DreamvidError, match="residual, frame"):
+        run_video(make_config(f"input={clip}", "coherence.warp=both"))
+    with pytest.raises(DreamvidError, match="ultrafast, fast, medium"):
+        run_video(make_config(f"input={clip}", "flow.preset=slow"))
+
+
+def test_command_line_end_to_end(clip, tmp_path):
+    out = tmp_path / "cli.mp4"
+    run = subprocess.run([sys.executable, "-m", "dreamvid", "mode=video", f"input={clip}", f"output={out}",
+                          "debug=tiny", "width=null", "height=null", "max_frames=3", "dream.octaves=1",
+                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert probe(str(out)).frames == 3 and probe(str(out)).has_audio
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    run = subprocess.run([sys.executable, "-m", "dreamvid", "mode=video", f"input={bad}",
+                          f"output={tmp_path / 'x.mp4'}", f"hydra.run.dir={tmp_path / 'run2'}"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
+    assert run.stderr.startswith("dreamvid: error: cannot read")

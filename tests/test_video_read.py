@@ -1,0 +1,143 @@
+"""Reading clips: exact frame rates, frame counts, containers, audio, bad media, flat memory."""
+import subprocess
+import tracemalloc
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from dreamvid.flow import consistency, flow_estimator, warp
+from dreamvid.model import DreamvidError
+from dreamvid.video import TruncatedVideo, ffmpeg_exe, probe, read_frames
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def lavfi_clip(path, size="96x64", rate="30000/1001", frames=24, audio=False, codec=("-c:v", "libx264"),
+               extra=()):
+    args = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-c:a", "aac", "-shortest"]
+    ffmpeg(*args, "-frames:v", str(frames), *codec, *extra, str(path))
+    return str(path)
+
+
+def test_probe_reads_exact_rate_count_duration_and_audio(tmp_path):
+    path = lavfi_clip(tmp_path / "a.mp4", frames=24, audio=True, extra=("-pix_fmt", "yuv420p"))
+    meta = probe(path)
+    assert (meta.width, meta.height) == (96, 64)
+    assert meta.fps == "30000/1001" and meta.rate == Fraction(30000, 1001)
+    assert meta.frames == 24 and not meta.vfr
+    assert meta.duration == pytest.approx(24 * 1001 / 30000)
+    assert meta.has_audio and meta.audio_codec == "aac"
+    assert meta.audio_duration == pytest.approx(meta.duration, abs=0.05)
+    assert meta.truncated is None
+
+
+def test_read_frames_yields_every_frame_resized_and_stops_at_max_frames(tmp_path):
+    path = lavfi_clip(tmp_path / "a.mp4", frames=12, extra=("-pix_fmt", "yuv420p"))
+    meta, frames = read_frames(path)
+    got = list(frames)
+    assert len(got) == meta.frames == 12
+    assert got[0].shape == (64, 96, 3) and got[0].dtype == np.uint8 and got[0].flags.writeable
+    assert not np.array_equal(got[0], got[-1])  # testsrc moves
+    _, frames = read_frames(path, size=(40, 30), max_frames=5)
+    small = list(frames)
+    assert len(small) == 5 and small[0].shape == (30, 40, 3)
+
+
+# Each container with the timestamps it typically carries: mp4 exact ticks, webm/mkv rounded to 1 ms,
+# avi one tick per frame. Odd and non-multiple-of-16 sizes pass through untouched
+# (lavfi `testsrc`, unlike `testsrc2`, makes odd sizes).
+@pytest.mark.parametrize("name,size,rate,codec", [
+    ("a.mkv", "95x61", "30000/1001", ("-c:v", "ffv1")),
+    ("a.webm", "72x40", "24000/1001", ("-c:v", "libvpx-vp9", "-deadline", "realtime")),
+    ("a.avi", "88x50", "25", ("-c:v", "mpeg4")),
+    ("a.mov", "100x56", "60000/1001", ("-c:v", "libx264", "-pix_fmt", "yuv420p")),
+])
+def test_containers_and_sizes(tmp_path, name, size, rate, codec):
+    path = lavfi_clip(tmp_path / name, size=size, rate=rate, frames=15, codec=codec)
+    meta, frames = read_frames(path)
+    w, h = (int(v) for v in size.split("x"))
+    assert (meta.width, meta.height, meta.fps, meta.frames) == (w, h, rate if "/" in rate else f"{rate}/1", 15)
+    assert sum(1 for _ in frames) == 15
+
+
+def test_variable_frame_rate_is_read_at_its_average_rate_keeping_the_duration(tmp_path):
+    # drop every third frame of a 30 fps source: 20 fps on average, uneven timestamps
+    path = lavfi_clip(tmp_path / "vfr.mp4", rate="30", frames=30,
+                      extra=("-vf", "select='not(eq(mod(n\\,3)\\,2))'", "-fps_mode", "vfr", "-pix_fmt", "yuv420p"))
+    meta, frames = read_frames(path)
+    assert meta.vfr
+    assert float(meta.rate) == pytest.approx(20.0, rel=0.03)
+    assert meta.duration == pytest.approx(1.5, abs=0.07)
+    assert sum(1 for _ in frames) == meta.frames == pytest.approx(30, abs=1)
+
+
+def test_rotation_tag_swaps_the_sides(tmp_path):
+    src = lavfi_clip(tmp_path / "a.mp4", size="64x48", frames=3, extra=("-pix_fmt", "yuv420p"))
+    rotated = str(tmp_path / "r.mp4")
+    ffmpeg("-display_rotation", "90", "-i", src, "-c", "copy", rotated)
+    meta, frames = read_frames(rotated)
+    assert (meta.width, meta.height, meta.rotation) == (48, 64, 90)
+    assert next(frames).shape == (64, 48, 3)
+
+
+def test_bad_media_is_a_one_line_error(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video\n")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    audio = tmp_path / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.5", "-c:a", "aac", str(audio))
+    still = tmp_path / "still.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", str(still))
+    for path, words in [(text, "cannot read"), (empty, "cannot read"), (audio, "no video stream"),
+                        (still, "still image"), (tmp_path / "missing.mp4", "not found"),
+                        (tmp_path, "directory")]:
+        with pytest.raises(DreamvidError, match=words) as err:
+            probe(str(path))
+        assert "\n" not in str(err.value)
+
+
+def test_truncated_file_says_where_decoding_stopped(tmp_path):
+    path = lavfi_clip(tmp_path / "a.mp4", size="128x96", frames=60, audio=True,
+                      extra=("-pix_fmt", "yuv420p", "-movflags", "+faststart"))
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) is at the front: the frames are cut off
+    meta, frames = read_frames(str(cut))
+    assert meta.truncated and meta.indexed_frames == 60
+    got = 0
+    with pytest.raises(TruncatedVideo, match=r"decoding stopped after frame \d+ of 60") as err:
+        for _ in frames:
+            got += 1
+    assert 0 < got < 60 and err.value.frames == got
+    assert "\n" not in str(err.value)
+
+
+def test_memory_is_flat_in_clip_length(tmp_path):
+    """read_frames + flow + warp over a clip 10x longer allocate no more."""
+    path = lavfi_clip(tmp_path / "long.mp4", size="64x48", rate="30", frames=300,
+                      extra=("-pix_fmt", "yuv420p", "-preset", "ultrafast"))
+    estimate = flow_estimator("dis", "ultrafast")
+
+    def peak(n: int) -> int:
+        tracemalloc.start()
+        prev = None
+        _, frames = read_frames(path, max_frames=n)
+        for frame in frames:
+            if prev is not None:
+                bwd = estimate(frame, prev)
+                mask = consistency(estimate(prev, frame), bwd)
+                warp(torch.from_numpy(prev).permute(2, 0, 1)[None].float(), bwd).mul_(mask)
+            prev = frame
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    short, long = peak(30), peak(300)
+    assert long < short + 256 * 1024, (short, long)
