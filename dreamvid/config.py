@@ -64,7 +64,7 @@ class CoherenceConfig:
     step: Any = 0.3  # step (dream.step's units) on frames that start from a warped dream: a gentle touch-up
     cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
     color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
-    strength_cap: float = 1.0  # carried frames' mean residual at most this x the last keyframe's; 0: off
+    strength_cap: float = 1.0  # carried dream at most this x the last keyframe's strength (mean and local); 0: off
     interpolation: str = "bicubic"  # bicubic | bilinear: resampling of the carried dream (bilinear blurs it)
 
 

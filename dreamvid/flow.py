@@ -81,7 +81,8 @@ def to_device(flow: Flow, device: Union[torch.device, str] = "cpu") -> torch.Ten
     return torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).to(device).permute(2, 0, 1)[None]
 
 
-def sample(img: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
+def sample(img: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear",
+           padding_mode: str = "border") -> torch.Tensor:
     """Look up img (B, C, H, W) at absolute pixel coordinates coords (B, H', W', 2) as (x, y)."""
     h, w = img.shape[-2:]
     x, y = coords.split(1, dim=-1)
@@ -101,7 +102,8 @@ def warp(x: torch.Tensor, flow: Flow, mode: str = "bilinear") -> torch.Tensor:
     """Backward warp: out(p) = x(p + flow(p)). With the flow i+1 -> i this carries frame i onto frame i+1.
 
     x: (B, C, H, W); flow: (H, W, 2) array or (1, 2, H, W) tensor of the same H, W. Out-of-frame
-    lookups repeat the border (the consistency mask marks those pixels unreliable).
+    lookups repeat the border (the consistency mask marks those pixels unreliable). mode: bilinear or
+    bicubic (sharper: repeated warps soften detail less).
     """
     f = to_device(flow, x.device)
     if f.shape[-2:] != x.shape[-2:]:

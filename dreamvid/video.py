@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import warnings
 from array import array
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -426,16 +427,19 @@ def probe(path: str) -> VideoMeta:
 
     n = len(vpts)
     pts = sorted(vpts)
-    deltas = [b - a for a, b in zip(pts, pts[1:])] or [vdur[0] or 1]
-    lo, hi = min(deltas), max(deltas)
-    last = vdur[n - 1] if vdur[n - 1] > 0 else sorted(deltas)[len(deltas) // 2]
+    deltas = [b - a for a, b in zip(pts, pts[1:]) if b > a] or [vdur[0] or 1]
+    step = Counter(deltas).most_common(1)[0][0]
+    # within one tick of the usual step: timestamps rounded to the container's clock (webm, mkv: 1 ms)
+    regular = [d for d in deltas if abs(d - step) <= 1]
+    last = vdur[n - 1] if vdur[n - 1] > 0 else step
     vfr = False
-    if lo == hi and lo > 0:
-        rate = 1 / (lo * tb)
-    elif lo > 0 and hi - lo <= 1:
-        # timestamps rounded to the container's clock: constant rate, to within one tick per frame
-        span = pts[-1] - pts[0]
-        rate = _snap_rate(Fraction(n - 1) / (span * tb), reported.group(1) if reported else None,
+    # A constant rate, allowing a few irregular steps (a dropped frame, or B-frames lost where a
+    # truncated file ends); a clip whose steps vary more often is variable-rate.
+    if len(regular) >= 0.9 * len(deltas) and all(d == step for d in regular):
+        rate = 1 / (step * tb)
+    elif len(regular) >= 0.9 * len(deltas):
+        span = sum(regular)
+        rate = _snap_rate(Fraction(len(regular)) / (span * tb), reported.group(1) if reported else None,
                           tolerance=2.0 / span + 1e-6)
     else:
         vfr = True
@@ -495,17 +499,18 @@ def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Itera
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
                                 bufsize=nbytes)
         try:
-            while not (meta.vfr or max_frames is not None) or count < wanted:
+            limit = wanted if meta.vfr or max_frames is not None else None
+            while limit is None or count < limit:
                 buf = bytearray(nbytes)  # a fresh, writable buffer per frame: consumers may keep frames
                 if proc.stdout.readinto(buf) < nbytes:  # type: ignore[union-attr]
                     break
                 count += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-            else:
-                return
-            rc = proc.wait()
-            err.seek(0)
-            log = err.read().decode(errors="replace")
+            rc, log = 0, ""
+            if limit is None or count < limit:  # ffmpeg ended the stream itself: hear why
+                rc = proc.wait()
+                err.seek(0)
+                log = err.read().decode(errors="replace")
         finally:
             if proc.poll() is None:
                 proc.kill()
