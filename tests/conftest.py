@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import List, Sequence
 
 import numpy as np
@@ -44,6 +45,26 @@ def run_cli(args: Sequence[str], cwd: str, timeout: float = 300, env=None) -> su
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "dreamvid", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=e)
+
+
+def start_cli(args, cwd, env=None):
+    """A render in the background, to be interrupted."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "dreamvid", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_frames(folder, n, proc, timeout=120):
+    """Wait until a render's checkpoint folder holds n finished frames."""
+    frames = os.path.join(folder, "frames")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.isdir(frames) and len([f for f in os.listdir(frames) if f.endswith(".png") and ".tmp" not in f]) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"render ended early: {proc.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError("render made no progress")
 
 
 @pytest.fixture

@@ -1,15 +1,12 @@
 """Resume after a crash: a killed render continues to exactly the frames of an uninterrupted one."""
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import read_video, run_cli
+from conftest import read_video, run_cli, start_cli, wait_for_frames
 from dreamvid.checkpoint import Checkpoint, find_state, render_key
 from dreamvid.model import DreamvidError
 
@@ -32,25 +29,6 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     assert render_key({"a": 1}) != render_key({"a": 2})
 
 
-def _start(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "dreamvid", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_frames(folder, n, proc, timeout=120):
-    frames = os.path.join(folder, "frames")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.isdir(frames) and len([f for f in os.listdir(frames) if f.endswith("0.png") or
-                                          f.endswith(".png") and ".tmp" not in f]) >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"render ended early: {proc.communicate()}")
-        time.sleep(0.01)
-    raise AssertionError("render made no progress")
-
-
 def _pngs(folder):
     import cv2
 
@@ -64,8 +42,8 @@ def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
 
     out = tmp_path / "run"
     args = ARGS + [f"output={out}/"]
-    proc = _start(args, str(tmp_path))
-    _wait_for_frames(str(out) + ".state", 3, proc)
+    proc = start_cli(args, str(tmp_path))
+    wait_for_frames(str(out) + ".state", 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # nothing that looks finished
@@ -79,8 +57,8 @@ def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
 
 def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
     out = tmp_path / "o.mp4"
-    proc = _start(ARGS + [f"output={out}"], str(tmp_path))
-    _wait_for_frames(str(out) + ".state", 2, proc)
+    proc = start_cli(ARGS + [f"output={out}"], str(tmp_path))
+    wait_for_frames(str(out) + ".state", 2, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr

@@ -220,3 +220,39 @@ def test_command_line_end_to_end(clip, tmp_path):
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert run.returncode == 0, run.stderr
     assert probe(str(out)).frames == 3 and probe(str(out)).has_audio
+
+
+def _decoded_audio(path):
+    """The audio track decoded to raw 16-bit samples."""
+    run = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-"],
+                         capture_output=True, check=True)
+    return run.stdout
+
+
+def test_clip_killed_mid_render_resumes_to_the_same_frames_and_audio(tmp_path):
+    import signal
+
+    from conftest import read_video, run_cli, start_cli, wait_for_frames
+
+    src = write_clip(tmp_path / "src.mp4", panning(n=12, w=48, h=32, speed=1.0))
+    args = ["mode=video", f"input={src}", "debug=tiny", "width=null", "height=null", "dream.octaves=1",
+            "dream.iterations=2", "coherence.octaves=1", "coherence.iterations=2", "seed=3", "progress=false"]
+    one = {"OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref.mp4"
+    r = run_cli(args + [f"output={ref}"], cwd=str(tmp_path), env=one)
+    assert r.returncode == 0, r.stderr
+
+    out = tmp_path / "out.mp4"
+    proc = start_cli(args + [f"output={out}"], str(tmp_path), env=one)
+    wait_for_frames(str(out) + ".state", 4, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and os.path.isdir(str(out) + ".state")
+    r = run_cli(args + [f"output={out}"], cwd=str(tmp_path), env=one)  # the same command continues
+    assert r.returncode == 0, r.stderr
+    got, want = read_video(str(out))[1], read_video(str(ref))[1]
+    assert len(got) == len(want) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert _decoded_audio(out) == _decoded_audio(ref) and len(_decoded_audio(out)) > 0
+    assert probe(str(out)).duration == pytest.approx(probe(src).duration)
+    assert not os.path.exists(str(out) + ".state")

@@ -19,6 +19,7 @@ over hundreds of frames. docs/video.md has the measurements behind these default
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -29,15 +30,16 @@ from ..config import Config
 from ..flow import consistency, flow_estimator, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
-from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, probe, read_frames
-from .common import SCHEDULED, config_dict, frame_settings, progress, resolve_output, save_config
+from .. import schedule
+from ..video import VideoMeta, probe, read_frames
+from .common import SCHEDULED, frame_settings, render, resolve_output
 from .zoom import dreamer
 
 WARPS = ("residual", "frame")
 INTERPOLATIONS = ("bicubic", "bilinear")
 LOCAL = 9  # side of the neighbourhood (pixels) whose dream strength is bounded by the keyframe's
 # coherence settings evaluated per frame (each may be a schedule)
-COHERENCE = ("blend", "iterations", "octaves", "step", "color_match")
+COHERENCE = SCHEDULED["coherence"]
 
 
 def output_size(meta: VideoMeta, width: Optional[int], height: Optional[int]) -> Tuple[int, int]:
@@ -194,8 +196,10 @@ def run_video(cfg: Config) -> str:
     """Dream a video clip with temporal coherence; returns the output path.
 
     The output keeps the source's frame rate, frame count (the first max_frames frames), duration and
-    audio. A truncated source: the frames decoded are dreamed and written, then DreamvidError says
-    where decoding stopped.
+    audio. It is checkpointed frame by frame like every render: the same command resumes after the
+    last finished frame (the source frames before it are decoded and skipped; the carried dream,
+    the previous source frame and the keyframe's strength come from the checkpoint). A truncated
+    source: the frames decoded are dreamed and written, then DreamvidError says where decoding stopped.
     """
     if not cfg.input:
         raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi)")
@@ -206,20 +210,21 @@ def run_video(cfg: Config) -> str:
     w, h = output_size(meta, cfg.width, cfg.height)
     out = resolve_output(cfg, "dream.mp4")
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)
-    _, frames = read_frames(cfg.input, (w, h), cfg.max_frames, meta=meta)
+    validate_schedules(cfg, total, float(meta.rate))
     dream_frame = dreamer(cfg, device)
-    state = new_state()
-    stopped: Optional[TruncatedVideo] = None
-    metadata = config_metadata(config_dict(cfg))
-    with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None, metadata=metadata,
-                 overwrite=cfg.overwrite) as enc, progress(total, "dreaming", cfg.progress) as bar:
-        try:
-            for x, _info in video_frames(cfg, frames, dream_frame, device, state, float(meta.rate)):
-                enc.write(to_uint8(x))
-                bar.update(1)
-        except TruncatedVideo as e:
-            stopped = e  # keep what was dreamed: the encoder finishes normally below
-    save_config(cfg, out)
-    if stopped is not None:
-        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
-    return out
+
+    def produce(start: int, saved: Optional[Dict[str, Any]]):
+        state = new_state() if saved is None else dict(saved, dream=saved["dream"].to(device))
+        _, frames = read_frames(cfg.input, (w, h), cfg.max_frames, meta=meta)
+        for x, _info in video_frames(cfg, islice(frames, start, None), dream_frame, device, state, float(meta.rate)):
+            yield to_uint8(x), dict(state, dream=state["dream"].cpu())
+
+    return render(cfg, out, w, h, meta.fps, total, produce, inputs=(cfg.input, cfg.dream.guide),
+                  audio=cfg.input if meta.has_audio else None)
+
+
+def validate_schedules(cfg: Config, frames: int, fps: float) -> None:
+    """Check the scheduled dream and coherence settings over the clip's own length and frame rate."""
+    for section in ("dream", "coherence"):
+        for name in SCHEDULED[section]:
+            schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", frames, fps)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from ..config import MODES, Config
 from ..checkpoint import Checkpoint, find_state, render_key, saved_config
 from ..model import DreamvidError
-from ..video import Encoder, config_metadata, output_kind
+from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
 from .. import schedule
 
 
@@ -27,7 +27,7 @@ MAX_SIDE = 16384
 SCHEDULED = {
     "dream": ("octaves", "octave_scale", "iterations", "step", "jitter", "guide_weight"),
     "motion": ("zoom", "angle", "tx", "ty", "cx", "cy"),
-    "coherence": ("blend", "iterations", "octaves", "color_match"),
+    "coherence": ("blend", "iterations", "octaves", "step", "color_match"),
 }
 
 
@@ -143,7 +143,8 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
 
     A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
     and `produce` continues after the last one. Ctrl-C stops after the current frame and leaves a
-    playable partial output in the checkpoint folder.
+    playable partial output in the checkpoint folder. A source that ends early (`TruncatedVideo`
+    from `produce`) finishes the output with the frames dreamed, then says where decoding stopped.
     """
     config = config_dict(cfg)
     ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
@@ -152,24 +153,30 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     enc = Encoder(out, width, height, fps, audio=audio, metadata=config_metadata(config),
                   overwrite=cfg.overwrite)
     enc.open()
+    stopped: Optional[TruncatedVideo] = None
     try:
         with progress(total, "dreaming", cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
             for i in range(min(start, total)):
                 enc.write(ck.read_frame(i))
             t = start
-            for frame, state in produce(start, state):
-                ck.save(t, frame, state)
-                enc.write(frame)
-                bar.update(1)
-                t += 1
-                if stop.requested and t < total:
-                    _stop_partial(enc, ck, out, t, total)
+            try:
+                for frame, state in produce(start, state):
+                    ck.save(t, frame, state)
+                    enc.write(frame)
+                    bar.update(1)
+                    t += 1
+                    if stop.requested and t < total:
+                        _stop_partial(enc, ck, out, t, total)
+            except TruncatedVideo as e:
+                stopped = e  # keep what was dreamed: the output is finished below
     except BaseException:
         enc.abort()
         raise
     enc.finish()
     save_config(cfg, out)
     ck.clear()
+    if stopped is not None:
+        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
     return out
 
 
