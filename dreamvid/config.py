@@ -107,6 +107,10 @@ class Config:
     overwrite: bool = False
     resume: Optional[str] = None
     progress: bool = True
+    segments: str = "off"  # video mode: auto splits the clip at cuts and into chunks dreamed as separate jobs
+    segment_frames: int = 300  # segments=auto: the longest segment, in frames
+    segment_overlap: int = 8  # segments=auto: frames dreamed by both segments and cross-faded at a non-cut join
+    segment: Optional[int] = None  # set by dreamvid: the job dreams this segment of the plan
     channels: Any = field(default_factory=list)  # neuron mode: an int, "a-b", "first:N", or a list of them
     model: ModelConfig = field(default_factory=ModelConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)

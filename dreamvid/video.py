@@ -68,20 +68,23 @@ class Encoder:
 
     Use as a context manager: a clean exit renames the finished file into place; an exception
     removes the partial file. `audio` muxes the audio of that media file, from `audio_start` seconds
-    and trimmed to the frames written, into an mp4 output.
+    and trimmed to the frames written, into an mp4 output. `lossless` writes the video stream
+    losslessly (FFV1 RGB in Matroska, whatever the name) for intermediate files that are read again.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Union[float, str, Fraction], *,
                  audio: Optional[str] = None, audio_start: float = 0.0,
                  metadata: Optional[Dict[str, str]] = None, overwrite: bool = False, crf: int = 18,
-                 keep_partial: bool = False):
+                 keep_partial: bool = False, lossless: bool = False):
         if width < 1 or height < 1:
             raise DreamvidError(f"frame size must be positive, got {width}x{height}")
         self.path, self.kind = path.rstrip("/") or path, output_kind(path)
         self.width, self.height, self.fps = int(width), int(height), fps
         self.audio, self.audio_start = audio, audio_start
         self.metadata, self.overwrite, self.crf = metadata or {}, overwrite, crf
-        self.keep_partial = keep_partial
+        self.keep_partial, self.lossless = keep_partial, lossless
+        if lossless and self.kind != "mp4":
+            raise ValueError(f"lossless output is a video file, not {path}")
         self.tmp = partial_path(self.path)
         self.count = 0
         self._proc: Optional[subprocess.Popen] = None
@@ -125,6 +128,8 @@ class Encoder:
             # One palette for the whole clip, generated from its own frames, keeps colours faithful.
             return cmd + ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=full[p];"
                           "[b][p]paletteuse=dither=sierra2_4a", "-loop", "0", "-f", "gif", self.tmp]
+        if self.lossless:
+            return cmd + ["-c:v", "ffv1", "-pix_fmt", "bgr0", "-f", "matroska", self.tmp]
         vf = []
         if w % 2 or h % 2:
             # yuv420p needs even sides; pad one replicated pixel rather than rescale the picture.
@@ -171,7 +176,7 @@ class Encoder:
                 self.abort()
                 raise DreamvidError(f"ffmpeg failed writing {self.path}: {err}")
             self._close_log(remove=True)
-            if self.audio and self.kind == "mp4":
+            if self.audio and self.kind == "mp4" and not self.lossless:
                 self._mux_audio()
         if os.path.exists(self.path) and self.overwrite:
             self._remove(self.path)

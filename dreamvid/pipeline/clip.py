@@ -19,6 +19,7 @@ over hundreds of frames. docs/video.md has the measurements behind these default
 """
 from __future__ import annotations
 
+import os
 from itertools import islice
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -30,7 +31,7 @@ from ..config import Config
 from ..flow import consistency, flow_estimator, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
-from .. import schedule
+from .. import schedule, segments
 from ..video import VideoMeta, probe, read_frames
 from .common import SCHEDULED, frame_settings, render, resolve_output
 from .zoom import dreamer
@@ -137,14 +138,14 @@ def color_match(x: torch.Tensor, source: torch.Tensor, amount: float) -> torch.T
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(x.device).clamp(0.0, 1.0)
 
 
-def new_state() -> Dict[str, Any]:
+def new_state(t: int = 0) -> Dict[str, Any]:
     """Everything carried from one frame to the next (what a checkpoint must hold).
 
     t: the next frame's index; source: the previous source frame ((H, W, 3) uint8, for the flow);
     dream: the previous output ((1, 3, H, W) on the device); keyframe: the last fully dreamed frame's
     mean and local strength (0-255 levels), which bound the carried residual.
     """
-    return {"t": 0, "source": None, "dream": None, "keyframe": (0.0, 0.0)}
+    return {"t": t, "source": None, "dream": None, "keyframe": (0.0, 0.0)}
 
 
 def with_flow(frames: Iterator[np.ndarray], estimate, state: Dict[str, Any]) -> Iterator[Tuple[np.ndarray, Any]]:
@@ -197,30 +198,58 @@ def run_video(cfg: Config) -> str:
 
     The output keeps the source's frame rate, frame count (the first max_frames frames), duration and
     audio. It is checkpointed frame by frame like every render: the same command resumes after the
-    last finished frame (the source frames before it are decoded and skipped; the carried dream,
-    the previous source frame and the keyframe's strength come from the checkpoint). A truncated
-    source: the frames decoded are dreamed and written, then DreamvidError says where decoding stopped.
+    last finished frame. A truncated source: the frames decoded are dreamed and written, then
+    DreamvidError says where decoding stopped. segments=auto dreams the clip as segment jobs
+    (pipeline.segments); such a job (segment=N) dreams its frames into the segments' folder.
     """
     if not cfg.input:
         raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi)")
     check_coherence(cfg)
     flow_estimator(cfg.flow.method, cfg.flow.preset)  # reject a bad flow setting before any work
-    device = resolve_device(cfg.device)
     meta = probe(cfg.input)
-    w, h = output_size(meta, cfg.width, cfg.height)
+    size = output_size(meta, cfg.width, cfg.height)
     out = resolve_output(cfg, "dream.mp4")
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)
     validate_schedules(cfg, total, float(meta.rate))
+    if cfg.segment is not None:
+        plan = segments.load_plan(out)
+        if not plan or not 0 <= cfg.segment < len(plan):
+            raise DreamvidError(f"segment={cfg.segment} is set by dreamvid for the jobs of segments=auto; "
+                                f"{segments.folder(out)} has no such segment")
+        seg = plan[cfg.segment]
+        path = segments.segment_path(out, seg.index)
+        if os.path.exists(path):  # finished by an earlier run
+            return path
+        return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True)
+    if cfg.segments == "auto":
+        from .segments import run_segmented
+
+        return run_segmented(cfg, meta, out, size, total)
+    return dream_range(cfg, meta, size, 0, total, out)
+
+
+def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int, end: int, out: str, *,
+                part: bool = False) -> str:
+    """Dream source frames first..end-1 into `out` through the checkpointed render loop.
+
+    A resumed render decodes and skips the source frames before its checkpoint; the carried dream,
+    the previous source frame and the keyframe's strength come from the checkpoint. A part of a
+    clip (`part`: a segment) is written losslessly and without audio, to be joined.
+    """
+    device = resolve_device(cfg.device)
     dream_frame = dreamer(cfg, device)
+    w, h = size
 
     def produce(start: int, saved: Optional[Dict[str, Any]]):
-        state = new_state() if saved is None else dict(saved, dream=saved["dream"].to(device))
-        _, frames = read_frames(cfg.input, (w, h), cfg.max_frames, meta=meta)
-        for x, _info in video_frames(cfg, islice(frames, start, None), dream_frame, device, state, float(meta.rate)):
+        state = new_state(first) if saved is None else dict(saved, dream=saved["dream"].to(device))
+        _, frames = read_frames(cfg.input, (w, h), end, meta=meta)
+        for x, _info in video_frames(cfg, islice(frames, first + start, None), dream_frame, device, state,
+                                     float(meta.rate)):
             yield to_uint8(x), dict(state, dream=state["dream"].cpu())
 
-    return render(cfg, out, w, h, meta.fps, total, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=cfg.input if meta.has_audio else None)
+    audio = cfg.input if meta.has_audio and not part else None
+    return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
+                  audio=audio, lossless=part)
 
 
 def validate_schedules(cfg: Config, frames: int, fps: float) -> None:

@@ -46,6 +46,10 @@ def check(cfg: Config) -> None:
         if v is not None and v > MAX_SIDE:
             raise DreamvidError(f"{side}={v} is too large: frames are limited to {MAX_SIDE} px a side "
                                 f"(H.264's limit); dream at a smaller size and upscale")
+    if cfg.segments not in ("off", "auto"):
+        raise DreamvidError(f"segments must be off or auto, got {cfg.segments!r}")
+    if cfg.segments == "auto" and cfg.mode != "video":
+        raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
     for section, names in SCHEDULED.items():
@@ -138,7 +142,7 @@ Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
 
 
 def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
-           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None) -> str:
+           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, lossless: bool = False) -> str:
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
     A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
@@ -151,7 +155,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     loaded = ck.load()
     start, state = loaded if loaded else (0, None)
     enc = Encoder(out, width, height, fps, audio=audio, metadata=config_metadata(config),
-                  overwrite=cfg.overwrite)
+                  overwrite=cfg.overwrite, lossless=lossless)
     enc.open()
     stopped: Optional[TruncatedVideo] = None
     try:
@@ -181,7 +185,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
 
 
 def _stop_partial(enc: Encoder, ck: Checkpoint, out: str, done: int, total: int) -> None:
-    ext = {"mp4": ".mp4", "gif": ".gif", "png": ""}[output_kind(out)]
+    ext = ".mkv" if enc.lossless else {"mp4": ".mp4", "gif": ".gif", "png": ""}[output_kind(out)]
     enc.path, enc.overwrite = os.path.join(ck.dir, "partial" + ext), True
     partial = enc.finish()
     raise Interrupted(f"stopped after {done} of {total} frames; partial video: {partial}; "

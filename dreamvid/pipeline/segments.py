@@ -1,0 +1,141 @@
+"""segments=auto: one long clip dreamed as independent segment jobs, then joined with its audio.
+
+    plan (cuts, chunks) -> one Hydra multirun job per segment, through the configured launcher
+    (basic, joblib, SLURM via submitit, Ray) -> join (cross-fade at non-cut joins) + source audio
+
+Everything lives in `OUTPUT.segments/`: the plan, each segment's lossless video (and its checkpoint
+while it is being dreamed), the jobs' folders and logs. The same command run again dreams only the
+segments that are missing; the folder is removed once the output is complete.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from typing import List, Optional, Sequence, Tuple
+
+from .. import segments as S
+from ..checkpoint import render_key
+from ..config import Config
+from ..model import DreamvidError
+from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, read_frames
+from .common import Interrupted, config_dict, progress, save_config
+
+PLAN_WIDTH = 320  # frames are compared at most this wide to find the cuts
+# Overrides of the command that the segment jobs must not inherit (dreamvid sets its own).
+NOT_PASSED = ("segment", "output", "resume", "hydra.mode", "hydra.job.num", "hydra.job.id")
+NOT_PASSED_PREFIX = ("hydra.run.", "hydra.sweep.", "hydra.callbacks.dreamvid.gallery")
+
+
+def plan_size(meta: VideoMeta) -> Tuple[int, int]:
+    if meta.width <= PLAN_WIDTH:
+        return meta.size
+    return PLAN_WIDTH, max(2, 2 * round(meta.height * PLAN_WIDTH / meta.width / 2))
+
+
+def make_plan(cfg: Config, meta: VideoMeta, total: int) -> Tuple[List[S.Segment], Optional[TruncatedVideo]]:
+    """The segments of this clip, and the truncation that shortened it (None for a whole clip)."""
+    def cuts(n: int) -> List[int]:
+        frames = read_frames(meta.path, plan_size(meta), n, meta=meta)[1]
+        return S.find_cuts(frames, cfg.flow.method, cfg.flow.preset, cfg.coherence.cut_threshold)
+
+    stopped = None
+    try:
+        found = cuts(total)
+    except TruncatedVideo as e:  # dream what can be decoded; the render says so at the end
+        stopped, total = e, e.frames
+        found = cuts(total)
+    return S.plan(total, found, cfg.segment_frames, cfg.segment_overlap), stopped
+
+
+def job_overrides(task: Sequence[str], hydra: Sequence[str]) -> List[str]:
+    """The command's own overrides (settings and launcher choice) that every segment job repeats."""
+    def key(o: str) -> str:
+        return o.lstrip("+~").split("=", 1)[0]
+
+    return [o for o in list(task) + list(hydra) if key(o) not in NOT_PASSED and not key(o).startswith(NOT_PASSED_PREFIX)]
+
+
+@contextmanager
+def _children_handle_sigint():
+    """Ctrl-C reaches the jobs (same process group), which stop after their frame; we wait for them."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
+    """Dream the segments `todo` as one Hydra multirun through the configured launcher; its exit status.
+
+    Outside the command line (no Hydra), the segments are dreamed one after the other in this process.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        from dataclasses import replace
+
+        from .clip import run_video
+
+        for i in todo:
+            run_video(replace(cfg, segment=i, output=out))
+        return 0
+    hc = HydraConfig.get()
+    cmd = [sys.executable, "-m", "dreamvid", "-m", *job_overrides(hc.overrides.task, hc.overrides.hydra),
+           f"output={out}", "segment=" + ",".join(str(i) for i in todo),
+           f"hydra.sweep.dir={os.path.join(S.folder(out), 'jobs')}", "hydra.callbacks.dreamvid.gallery=false"]
+    with _children_handle_sigint():
+        return subprocess.Popen(cmd).wait()
+
+
+def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
+    """Plan, dream the segments as jobs, join them into `out` with the source's audio."""
+    if os.path.exists(out) and not cfg.overwrite:
+        raise DreamvidError(f"output exists: {out} (pass overwrite=true to replace it, or choose another output=)")
+    config = config_dict(cfg)
+    key = render_key(config, (cfg.input, cfg.dream.guide))
+    plan = S.load_plan(out)
+    stopped = None
+    if plan is not None and S.load_plan(out, key) is None:
+        raise DreamvidError(f"{S.folder(out)} holds the segments of a different render (settings or input "
+                            f"changed): run it with its own settings, or delete that folder to start again")
+    if plan is None:
+        plan, stopped = make_plan(cfg, meta, total)
+        S.save_plan(out, plan, key)
+    todo = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
+    if todo:
+        print(f"dreamvid: {len(plan)} segments, dreaming {len(todo)} of them as jobs "
+              f"(jobs' folders: {os.path.join(S.folder(out), 'jobs')})", flush=True)
+        rc = launch(cfg, out, todo)
+        if rc == 130:
+            raise Interrupted(f"stopped; the finished segments are kept in {S.folder(out)}: "
+                              f"run the same command again to dream the rest")
+    missing = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
+    if missing:
+        raise DreamvidError(f"segments {', '.join(map(str, missing))} of {len(plan)} did not finish (logs in "
+                            f"{os.path.join(S.folder(out), 'jobs')}): run the same command again to dream only those")
+    w, h = size
+    readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
+    with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None,
+                 metadata=config_metadata(config), overwrite=cfg.overwrite) as enc, \
+            progress(plan[-1].end, "joining", cfg.progress) as bar:
+        for frame in S.join(plan, readers):
+            enc.write(frame)
+            bar.update(1)
+    save_config(cfg, out)
+    shutil.rmtree(S.folder(out), ignore_errors=True)
+    if stopped is not None:
+        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
+    return out
+

@@ -1,0 +1,52 @@
+"""segments=auto through the real command line: a two-scene clip dreamed as segment jobs and joined."""
+import os
+
+import pytest
+
+from conftest import run_cli
+from dreamvid import segments as S
+from dreamvid.video import probe
+from test_clip import panning, write_clip
+
+ARGS = ["mode=video", "debug=tiny", "width=null", "height=null", "dream.octaves=1", "dream.iterations=2",
+        "coherence.octaves=1", "coherence.iterations=2", "segments=auto", "segment_frames=6",
+        "segment_overlap=2", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def two_scenes(tmp_path_factory):
+    frames = panning(n=10, w=48, h=32, seed=0) + panning(n=10, w=48, h=32, seed=1)
+    return write_clip(tmp_path_factory.mktemp("src") / "scenes.mp4", frames)
+
+
+def test_segmented_clip_keeps_count_rate_duration_and_audio_through_a_launcher(two_scenes, tmp_path):
+    out = tmp_path / "out.mp4"
+    launcher = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]  # the joblib preset, two workers
+    r = run_cli(ARGS + launcher + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+                cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "4 segments, dreaming 4 of them as jobs" in r.stdout  # cut at 10, each scene in two chunks
+    src, dst = probe(two_scenes), probe(str(out))
+    assert (dst.frames, dst.fps, dst.size) == (20, "30000/1001", (48, 32))
+    assert dst.duration == pytest.approx(src.duration)
+    assert dst.has_audio and dst.audio_duration == pytest.approx(src.audio_duration, abs=0.03)
+    assert not os.path.exists(S.folder(str(out)))  # the segments' folder is gone once joined
+    assert os.path.exists(str(out) + ".yaml")
+
+
+def test_a_rerun_dreams_only_the_missing_segments(two_scenes, tmp_path):
+    out = tmp_path / "out.mp4"
+    args = ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    # a segment job that fails (its checkpoint folder cannot be made) leaves the others finished
+    os.makedirs(S.folder(str(out)))
+    blocker = S.segment_path(str(out), 2) + ".state"
+    open(blocker, "w").close()
+    r = run_cli(args, cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and "segments 2 of 4 did not finish" in r.stderr, r.stderr[-2000:]
+    assert not out.exists()
+    assert [os.path.exists(S.segment_path(str(out), i)) for i in range(4)] == [True, True, False, True]
+    os.remove(blocker)
+    r = run_cli(args, cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "4 segments, dreaming 1 of them" in r.stdout
+    assert probe(str(out)).frames == 20
