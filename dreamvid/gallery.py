@@ -13,7 +13,6 @@ import html
 import json
 import math
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -274,29 +273,6 @@ def _wrap(text: str, width: int) -> List[str]:
 # -- web page ---------------------------------------------------------------------------------------
 
 
-def webm_copy(video: str) -> str:
-    """A VP9 WebM beside an mp4 (made once, remade when the mp4 is newer), for browsers without H.264."""
-    from .video import ffmpeg_exe
-
-    out = os.path.splitext(video)[0] + ".webm"
-    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(video):
-        return out
-    tmp = out + ".partial"
-    # Constant quality (-b:v 0 -crf) and row multithreading: a small, quick preview copy.
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", video,
-           "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32",
-           "-deadline", "good", "-cpu-used", "5", "-row-mt", "1", "-pix_fmt", "yuv420p",
-           "-c:a", "libopus", "-f", "webm", tmp]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        lines = proc.stderr.strip().splitlines()
-        raise DreamvidError(f"ffmpeg could not make {out}: {lines[-1] if lines else 'unknown error'}")
-    os.replace(tmp, out)
-    return out
-
-
 CSS = """
 body{margin:0;padding:1.5rem;background:#161616;color:#e8e8e8;font:15px/1.45 system-ui,sans-serif}
 h1{margin:0 0 .3rem;font-size:1.4rem}h1 small{color:#999;font-weight:normal}
@@ -327,6 +303,8 @@ def _media(job: Job, base: str, webm: bool) -> str:
         return f'<img src="{src}" alt="job {job.num}">'
     sources = [f'<source src="{src}" type="video/mp4">']
     if webm:
+        from .video import webm_copy
+
         sources.append(f'<source src="{html.escape(_href(webm_copy(out), base))}" type="video/webm">')
     return f'<video controls loop muted playsinline>{"".join(sources)}</video>'
 

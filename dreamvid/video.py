@@ -533,3 +533,23 @@ def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Itera
     if errors:
         warnings.warn(f"ffmpeg reported errors decoding {meta.path} (damaged frames may show): "
                       f"{_ffmpeg_complaint(chr(10).join(errors))}", stacklevel=2)
+
+
+def webm_copy(video: str) -> str:
+    """A VP9 WebM beside an mp4 (made once, remade when the mp4 is newer), for browsers without H.264."""
+    out = os.path.splitext(video)[0] + ".webm"
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(video):
+        return out
+    tmp = out + ".partial"
+    # Constant quality (-b:v 0 -crf) and row multithreading: a small, quick preview copy.
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", video,
+           "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32",
+           "-deadline", "good", "-cpu-used", "5", "-row-mt", "1", "-pix_fmt", "yuv420p",
+           "-c:a", "libopus", "-f", "webm", tmp]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise DreamvidError(f"ffmpeg could not make {out}: {_ffmpeg_complaint(proc.stderr)}")
+    os.replace(tmp, out)
+    return out
