@@ -50,3 +50,17 @@ def test_a_rerun_dreams_only_the_missing_segments(two_scenes, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "4 segments, dreaming 1 of them" in r.stdout
     assert probe(str(out)).frames == 20
+
+
+def test_jobs_repeat_the_command_but_not_its_run_folder_output_or_segment():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dreamvid.pipeline.segments import job_overrides, quote
+
+    task = ["mode=video", "input=a.mp4", "output=b.mp4", "segments=auto", "segment_frames=50", "segment=3"]
+    hydra = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "hydra.run.dir=x", "hydra.mode=RUN"]
+    assert job_overrides(task, hydra) == ["mode=video", "input=a.mp4", "segments=auto", "segment_frames=50",
+                                          "hydra/launcher=parallel", "hydra.launcher.n_jobs=4"]
+    parser = OverridesParser.create()
+    for path in ["/tmp/a b/c,d=e.mp4", "/tmp/it's.mp4"]:
+        assert parser.parse_override("output=" + quote(path)).value() == path

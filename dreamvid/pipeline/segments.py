@@ -59,6 +59,11 @@ def job_overrides(task: Sequence[str], hydra: Sequence[str]) -> List[str]:
     return [o for o in list(task) + list(hydra) if key(o) not in NOT_PASSED and not key(o).startswith(NOT_PASSED_PREFIX)]
 
 
+def quote(value: str) -> str:
+    """A path as one quoted Hydra override value (spaces, commas and '=' stay literal)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 @contextmanager
 def _children_handle_sigint():
     """Ctrl-C reaches the jobs (same process group), which stop after their frame; we wait for them."""
@@ -93,8 +98,8 @@ def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
         return 0
     hc = HydraConfig.get()
     cmd = [sys.executable, "-m", "dreamvid", "-m", *job_overrides(hc.overrides.task, hc.overrides.hydra),
-           f"output={out}", "segment=" + ",".join(str(i) for i in todo),
-           f"hydra.sweep.dir={os.path.join(S.folder(out), 'jobs')}", "hydra.callbacks.dreamvid.gallery=false"]
+           f"output={quote(out)}", "segment=" + ",".join(str(i) for i in todo),
+           f"hydra.sweep.dir={quote(os.path.join(S.folder(out), 'jobs'))}", "hydra.callbacks.dreamvid.gallery=false"]
     with _children_handle_sigint():
         return subprocess.Popen(cmd).wait()
 
