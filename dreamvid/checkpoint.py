@@ -2,7 +2,11 @@
 
 Frames are stored losslessly as PNG and the state (tensors, RNG-free: every frame's randomness is
 derived from the seed and the frame index) with torch.save, each written under a temporary name
-and renamed, so a render killed at any moment resumes from its last finished frame.
+and renamed, so a render killed at any moment resumes from its last saved state. `CheckpointWriter`
+does the writing in a background thread, in order, while the next frame is dreamed; it saves the
+state with the first frame, then at most every few seconds and at the end, so that a large frame's
+state (its carried dream in float32) does not cost a write per frame. Frames after the last saved
+state are dreamed again on resume, identically.
 """
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import hashlib
 import json
 import os
 import shutil
-from typing import Any, Dict, Optional, Tuple
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -85,6 +92,10 @@ class Checkpoint:
 
     def save(self, index: int, frame: np.ndarray, state: Any) -> None:
         """Record frame `index` as finished, with the state that frame index + 1 needs."""
+        self.save_frame(index, frame)
+        self.save_state(index, state)
+
+    def save_frame(self, index: int, frame: np.ndarray) -> None:
         import cv2
 
         os.makedirs(os.path.dirname(self.frame_path(index)), exist_ok=True)
@@ -92,12 +103,17 @@ class Checkpoint:
         tmp = path + ".tmp.png"
         try:
             ok = cv2.imwrite(tmp, np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        except cv2.error:
+            if ok:
+                os.replace(tmp, path)
+        except (cv2.error, OSError):
             ok = False
         if not ok:
             self._remove(tmp)
             raise DreamvidError(f"cannot write checkpoint frame {path}: {why_unwritable(self.dir)}")
-        os.replace(tmp, path)
+
+    def save_state(self, index: int, state: Any) -> None:
+        """Frames 0..index are saved; `state` is what frame index + 1 needs."""
+        os.makedirs(self.dir, exist_ok=True)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         try:
             torch.save({"key": self.key, "next": index + 1, "state": state, "config": self.config}, tmp)
@@ -115,6 +131,68 @@ class Checkpoint:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CheckpointWriter:
+    """Writes a render's checkpoint in a background thread, in order, a bounded number of frames behind.
+
+    `add` queues frame `index` and its state (raising any earlier write's error); the state is
+    written with the first frame, then when `every` seconds have passed since the last one (0:
+    every frame). `close` writes what is queued and the latest state; after an error elsewhere,
+    `close(quiet=True)` does the same as far as it can without raising.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, every: float = 5.0, backlog: int = 4):
+        self.ck, self.every, self.backlog = checkpoint, every, backlog
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dreamvid-checkpoint")
+        self._pending: Deque[Future] = deque()
+        self._last_state = -float("inf")
+        self._latest: Optional[Tuple[int, Any]] = None  # the newest state not yet written
+        self._failed = False
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        def run() -> None:
+            if self._failed:  # after a failed write nothing later is written: a state never outruns its frames
+                return
+            try:
+                fn(*args)
+            except BaseException:
+                self._failed = True
+                raise
+
+        self._pending.append(self._pool.submit(run))
+
+    def add(self, index: int, frame: np.ndarray, state: Any) -> None:
+        self._collect(block=len(self._pending) >= self.backlog)
+        self._submit(self.ck.save_frame, index, frame)
+        now = time.monotonic()
+        if now - self._last_state >= self.every:
+            self._last_state = now
+            self._latest = None
+            self._submit(self.ck.save_state, index, state)
+        else:
+            self._latest = (index, state)
+
+    def _collect(self, block: bool) -> None:
+        """Drop finished writes, raising the first error; with block, wait for the oldest one first."""
+        if block and self._pending:
+            self._pending[0].result()
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+
+    def close(self, quiet: bool = False) -> None:
+        try:
+            if self._latest is not None:
+                self._submit(self.ck.save_state, *self._latest)
+                self._latest = None
+            while self._pending:
+                try:
+                    self._pending.popleft().result()
+                except Exception:  # noqa: BLE001 - quiet: the caller is already failing
+                    if not quiet:
+                        raise
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def why_unwritable(folder: str) -> str:

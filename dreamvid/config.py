@@ -53,6 +53,7 @@ class MotionConfig:
 class FlowConfig:
     method: str = "dis"  # dis | farneback | none
     preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+    workers: int = 2  # threads computing the flow a few frames ahead of the dream; 0: in the dreaming thread
 
 
 @dataclass

@@ -7,6 +7,7 @@ pixel of frame i+1 looks up where it came from in frame i.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -46,14 +47,17 @@ def flow_estimator(method: str = "dis", preset: str = "medium") -> Optional[Flow
             raise DreamvidError(f"flow.preset must be one of {', '.join(DIS_PRESETS)}, got {preset!r}")
         code = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                 "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[preset]
-        dis = cv2.DISOpticalFlow_create(code)
-        # Three times OpenCV's default smoothness (20): in flat regions (sky, walls) sensor noise
-        # otherwise makes the flow ragged, and the consistency check then throws away the dream there
-        # frame after frame (measured on scripts/make_clip.py's rocket shot: 10% -> 3% unreliable).
-        # The variational refinement it weights is off in the ultrafast preset.
-        dis.setVariationalRefinementAlpha(DIS_SMOOTHNESS)
+        local = threading.local()  # a DIS object is not safe to share: one per thread that calls
 
         def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            dis = getattr(local, "dis", None)
+            if dis is None:
+                dis = local.dis = cv2.DISOpticalFlow_create(code)
+                # Three times OpenCV's default smoothness (20): in flat regions (sky, walls) sensor noise
+                # otherwise makes the flow ragged, and the consistency check then throws away the dream
+                # there frame after frame (measured on scripts/make_clip.py's rocket shot: 10% -> 3%
+                # unreliable). The variational refinement it weights is off in the ultrafast preset.
+                dis.setVariationalRefinementAlpha(DIS_SMOOTHNESS)
             return dis.calc(_gray(a), _gray(b), None)
 
         return dis_flow

@@ -70,3 +70,33 @@ def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
     r = run_cli(["debug=tiny", f"resume={out}"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert len(read_video(str(out))[1]) == 10
+
+
+def test_writer_saves_the_state_first_then_every_few_seconds_and_at_close(tmp_path):
+    from dreamvid.checkpoint import CheckpointWriter
+
+    out = str(tmp_path / "o.mp4")
+    ck = Checkpoint(out, "k")
+    frame = np.zeros((4, 6, 3), np.uint8)
+    w = CheckpointWriter(ck, every=3600)
+    for i in range(5):
+        w.add(i, frame + i, {"i": i})
+    w._collect(block=True)
+    assert ck.load()[0] == 1  # only the first frame's state so far: frames 1-4 would be dreamed again
+    w.close()
+    assert ck.load() == (5, {"i": 4}) and all(ck.read_frame(i)[0, 0, 0] == i for i in range(5))
+
+
+def test_writer_never_saves_a_state_after_a_frame_it_could_not_write(tmp_path):
+    from dreamvid.checkpoint import CheckpointWriter
+
+    out = str(tmp_path / "o.mp4")
+    ck = Checkpoint(out, "k")
+    w = CheckpointWriter(ck, every=0)
+    w.add(0, np.zeros((4, 6, 3), np.uint8), {"i": 0})
+    w._collect(block=True)
+    os.makedirs(ck.frame_path(1))  # frame 1 cannot be written: a folder is in the way
+    w.add(1, np.zeros((4, 6, 3), np.uint8), {"i": 1})
+    with pytest.raises(DreamvidError, match="cannot write checkpoint frame"):
+        w.close()
+    assert ck.load() == (1, {"i": 0})

@@ -176,6 +176,17 @@ def test_cuts_restart_and_carried_frames_get_the_coherence_settings_without_cree
     assert out[-1][1]["strength"] > 30  # uncapped, the carried dream gains 8 levels a frame
 
 
+def test_flow_computed_ahead_in_threads_gives_the_same_frames():
+    frames = panning(n=8, seed=3)
+    runs = []
+    for workers in (0, 3):
+        cfg = make_config(f"flow.workers={workers}")
+        out = video_frames(cfg, iter(frames), fake_dreamer([]), torch.device("cpu"), new_state(), 30.0)
+        runs.append([(x, info["kind"], info["unreliable"]) for x, info in out])
+    assert [r[1:] for r in runs[0]] == [r[1:] for r in runs[1]]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(*runs))
+
+
 def test_per_frame_mode_dreams_every_frame_from_its_source():
     cfg = make_config("flow=none")
     calls = []

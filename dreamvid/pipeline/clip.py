@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import os
 from itertools import islice
-from typing import Any, Dict, Iterator, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..flow import consistency, flow_estimator, warp
+from ..flow import FlowFn, consistency, flow_estimator, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
 from .. import schedule, segments
 from ..video import VideoMeta, probe, read_frames
-from .common import SCHEDULED, frame_settings, render, resolve_output
+from .common import SCHEDULED, ahead, frame_settings, render, resolve_output
 from .zoom import dreamer
 
 WARPS = ("residual", "frame")
@@ -64,6 +65,8 @@ def check_coherence(cfg: Config) -> None:
     if c.interpolation not in INTERPOLATIONS:
         raise DreamvidError(f"coherence.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
                             f"got {c.interpolation!r}")
+    if cfg.flow.workers < 0:
+        raise DreamvidError(f"flow.workers must be 0 (flow in the dreaming thread) or more, got {cfg.flow.workers}")
     if c.strength_cap < 0:
         raise DreamvidError(f"coherence.strength_cap must be 0 (off) or positive, got {c.strength_cap}")
 
@@ -148,15 +151,30 @@ def new_state(t: int = 0) -> Dict[str, Any]:
     return {"t": t, "source": None, "dream": None, "keyframe": (0.0, 0.0)}
 
 
-def with_flow(frames: Iterator[np.ndarray], estimate, state: Dict[str, Any]) -> Iterator[Tuple[np.ndarray, Any]]:
-    """Pair each source frame with the flows (forward, backward) between the previous one and it.
+def with_flow(frames: Iterable[np.ndarray], estimate: Optional[FlowFn], prev: Optional[np.ndarray],
+              workers: int = 0) -> Iterator[Tuple[np.ndarray, Any]]:
+    """Pair each source frame with the flows (forward, backward) between the frame before it and it.
 
-    The previous frame is `state["source"]`, read when each frame is pulled; None for the first frame
-    or without a flow method.
+    `prev` is the frame before the first (None at the start of a clip); without a flow method, or
+    for the first frame of a clip, the flows are None. With `workers` > 0 the frames are decoded in
+    a background thread and their flows computed by that many threads, a few frames ahead of the
+    caller, so that decoding and flow overlap with the dreaming; the pairs are the same.
     """
-    for frame in frames:
-        prev = state["source"]
-        yield frame, (None if estimate is None or prev is None else (estimate(prev, frame), estimate(frame, prev)))
+    def both(a: np.ndarray, b: np.ndarray):
+        return estimate(a, b), estimate(b, a)  # type: ignore[misc]
+
+    def pairs(submit):
+        before = prev
+        for frame in frames:
+            yield frame, (None if estimate is None or before is None else submit(both, before, frame))
+            before = frame
+
+    if workers <= 0 or estimate is None:
+        yield from pairs(lambda fn, *args: fn(*args))
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="dreamvid-flow") as pool:
+        for frame, job in ahead(pairs(pool.submit), depth=2 * workers + 2):
+            yield frame, (None if job is None else job.result())
 
 
 def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device: torch.device,
@@ -166,7 +184,8 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
     To resume after frame n, pass the state saved with it and the frames from n + 1 on.
     """
     c = cfg.coherence
-    for frame, flows in with_flow(frames, flow_estimator(cfg.flow.method, cfg.flow.preset), state):
+    estimate = flow_estimator(cfg.flow.method, cfg.flow.preset)
+    for frame, flows in with_flow(frames, estimate, state["source"], cfg.flow.workers):
         t = state["t"]
         src = to_tensor(frame, device)
         s = frame_settings(cfg.dream, SCHEDULED["dream"], t, fps)
@@ -242,7 +261,8 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
 
     def produce(start: int, saved: Optional[Dict[str, Any]]):
         state = new_state(first) if saved is None else dict(saved, dream=saved["dream"].to(device))
-        _, frames = read_frames(cfg.input, (w, h), end, meta=meta)
+        # to the end of the clip: no limit, so that a clip cut short of its index is noticed
+        _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta)
         for x, _info in video_frames(cfg, islice(frames, first + start, None), dream_frame, device, state,
                                      float(meta.rate)):
             yield to_uint8(x), dict(state, dream=state["dream"].cpu())

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import threading
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from ..config import MODES, Config
-from ..checkpoint import Checkpoint, find_state, render_key, saved_config
+from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
 from ..model import DreamvidError
 from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
 from .. import schedule
@@ -68,6 +69,61 @@ def check(cfg: Config) -> None:
             if not ok(v):
                 at = f" at frame {t}" if isinstance(value, str) else ""
                 raise DreamvidError(f"{name}={v:g}{at} {why}")
+
+
+T = TypeVar("T")
+
+
+def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterate `items` in a background thread, at most `depth` items ahead of the consumer.
+
+    An exception from `items` is raised in the consumer after the items before it, in order. When
+    the consumer stops early, the thread stops too and `items` is closed (in that thread).
+    """
+    box: "queue.Queue[Tuple[str, Any]]" = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put("error", e)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="dreamvid-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                box.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def frame_settings(section: Any, names, t: int, fps: float) -> Dict[str, float]:
@@ -157,6 +213,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     enc = Encoder(out, width, height, fps, audio=audio, metadata=config_metadata(config),
                   overwrite=cfg.overwrite, lossless=lossless)
     enc.open()
+    writer = CheckpointWriter(ck)
     stopped: Optional[TruncatedVideo] = None
     try:
         with progress(total, "dreaming", cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
@@ -165,15 +222,18 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
             t = start
             try:
                 for frame, state in produce(start, state):
-                    ck.save(t, frame, state)
+                    writer.add(t, frame, state)
                     enc.write(frame)
                     bar.update(1)
                     t += 1
                     if stop.requested and t < total:
+                        writer.close()
                         _stop_partial(enc, ck, out, t, total)
             except TruncatedVideo as e:
                 stopped = e  # keep what was dreamed: the output is finished below
+        writer.close()
     except BaseException:
+        writer.close(quiet=True)  # what was finished stays resumable
         enc.abort()
         raise
     enc.finish()
