@@ -30,6 +30,7 @@ STATE_FILE = "state.pt"
 
 # Settings that do not change the frames a render produces.
 _NOT_IN_KEY = ("progress", "resume", "overwrite", "device", "output")
+_NOT_IN_KEY_SECTIONS = {"flow": ("workers",)}
 
 
 def state_dir(output: str) -> str:
@@ -52,6 +53,9 @@ def _file_digest(path: str) -> str:
 def render_key(config: Dict[str, Any], files: Tuple[Optional[str], ...] = ()) -> str:
     """What identifies a render: its settings and its input files."""
     settings = {k: v for k, v in config.items() if k not in _NOT_IN_KEY}
+    for section, names in _NOT_IN_KEY_SECTIONS.items():
+        if isinstance(settings.get(section), dict):
+            settings[section] = {k: v for k, v in settings[section].items() if k not in names}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in files:
         if path and os.path.isfile(path):

