@@ -254,6 +254,12 @@ def _stop_partial(enc: Encoder, ck: Checkpoint, out: str, done: int, total: int)
 
 def resumed_config(cfg: Config) -> Config:
     """For resume=PATH: the interrupted render's own settings (progress and device from this command)."""
+    from ..segments import folder as segments_folder
+
+    target = os.path.abspath(os.path.expanduser(cfg.resume or ""))
+    if os.path.isdir(segments_folder(target)) and not os.path.isdir(target + ".state"):
+        raise DreamvidError(f"{target} was dreamed in segments (segments=auto): run that same command again; "
+                            f"it keeps the finished segments in {segments_folder(target)} and dreams the rest")
     folder = find_state(cfg.resume or "")
     saved = saved_config(folder)
     if not saved:
