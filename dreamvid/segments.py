@@ -46,14 +46,13 @@ def find_cuts(frames: Iterable[np.ndarray], method: str = "dis", preset: str = "
               threshold: float = 0.5) -> List[int]:
     """Indices of the frames that start a new scene: more than `threshold` of their pixels unreliable.
 
-    The same forward-backward test video mode uses to restart its dream; no flow method, no cuts.
+    The same forward-backward test video mode uses to restart its dream; no flow method, no cuts
+    (the frames are still read to the end, so that a damaged clip is noticed).
     """
     estimate = flow_estimator(method, preset)
-    if estimate is None:
-        return []
     cuts, prev = [], None
     for t, frame in enumerate(frames):
-        if prev is not None:
+        if prev is not None and estimate is not None:
             mask = consistency(estimate(prev, frame), estimate(frame, prev))
             if 1.0 - float(mask.mean()) > threshold:
                 cuts.append(t)
@@ -132,23 +131,34 @@ def segment_path(output: str, index: int) -> str:
     return os.path.join(folder(output), f"segment_{index:04d}.mkv")
 
 
-def save_plan(output: str, segments: Sequence[Segment], key: str) -> str:
+def save_plan(output: str, segments: Sequence[Segment], key: str, note: Optional[str] = None) -> str:
+    """Write the plan of a render (`key`), with a note on why the clip is shorter than it says, if it is."""
     os.makedirs(folder(output), exist_ok=True)
     path = os.path.join(folder(output), PLAN_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"key": key, "segments": [asdict(s) for s in segments]}, f, indent=1)
+        json.dump({"key": key, "note": note, "segments": [asdict(s) for s in segments]}, f, indent=1)
     os.replace(tmp, path)
     return path
 
 
-def load_plan(output: str, key: Optional[str] = None) -> Optional[List[Segment]]:
-    """The saved plan of this render (None when there is none, or it belongs to other settings)."""
+def _plan_data(output: str) -> Optional[dict]:
     path = os.path.join(folder(output), PLAN_FILE)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        data = json.load(f)
-    if key is not None and data.get("key") != key:
+        return json.load(f)
+
+
+def load_plan(output: str, key: Optional[str] = None) -> Optional[List[Segment]]:
+    """The saved plan of this render (None when there is none, or it belongs to other settings)."""
+    data = _plan_data(output)
+    if data is None or key is not None and data.get("key") != key:
         return None
     return [Segment(**s) for s in data["segments"]]
+
+
+def plan_note(output: str) -> Optional[str]:
+    """Why the planned clip is shorter than its file says (a truncated file), or None."""
+    data = _plan_data(output)
+    return data.get("note") if data else None

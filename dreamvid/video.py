@@ -29,6 +29,9 @@ FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
 # Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
 MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
+# ffmpeg runs in its own session: a Ctrl-C typed at the terminal reaches dreamvid, which stops after
+# the current frame and finishes the files, not ffmpeg, which would die mid-stream.
+OWN_SESSION = {"start_new_session": True}
 
 
 def ffmpeg_exe() -> str:
@@ -118,7 +121,7 @@ class Encoder:
             return
         self._log = open(self.tmp + ".log", "w+b")
         self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._log)
+                                      stderr=self._log, **OWN_SESSION)
 
     def _command(self) -> List[str]:
         w, h = self.width, self.height
@@ -225,7 +228,7 @@ class Encoder:
                "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy"]
         cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
         cmd += ["-movflags", "+faststart", "-f", "mp4", muxed]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
         if proc.returncode != 0:
             self._remove(muxed)
             self.abort()
@@ -266,7 +269,8 @@ class Encoder:
 
 def audio_codec(path: str) -> Optional[str]:
     """The codec of a media file's first audio stream, or None when it has none."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, text=True)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, text=True,
+                          **OWN_SESSION)
     m = re.search(r"Stream #\d+:\d+\S*: Audio: (\w+)", proc.stderr)
     return m.group(1) if m else None
 
@@ -381,7 +385,7 @@ def probe(path: str) -> VideoMeta:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", path, "-map", "0:V:0?", "-map", "0:a:0?",
            "-c", "copy", "-f", "framecrc", "-"]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, **OWN_SESSION)
         header: Dict[str, str] = {}
         vpts = array("q")
         vdur = array("q")
@@ -502,7 +506,7 @@ def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Itera
     count = 0
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                bufsize=nbytes)
+                                bufsize=nbytes, **OWN_SESSION)
         try:
             limit = wanted if meta.vfr or max_frames is not None else None
             while limit is None or count < limit:
@@ -546,7 +550,7 @@ def webm_copy(video: str) -> str:
            "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32",
            "-deadline", "good", "-cpu-used", "5", "-row-mt", "1", "-pix_fmt", "yuv420p",
            "-c:a", "libopus", "-f", "webm", tmp]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
     if proc.returncode != 0:
         if os.path.exists(tmp):
             os.remove(tmp)

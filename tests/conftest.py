@@ -51,7 +51,8 @@ def start_cli(args, cwd, env=None):
     """A render in the background, to be interrupted."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "dreamvid", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, like a command in a terminal
 
 
 def wait_for_frames(folder, n, proc, timeout=120):

@@ -61,7 +61,7 @@ def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
     out = tmp_path / "o.mp4"
     proc = start_cli(ARGS + [f"output={out}"], str(tmp_path))
     wait_for_frames(str(out) + ".state", 2, proc)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole process group, as Ctrl-C in a terminal: ffmpeg must survive it
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert f"resume with: dreamvid resume={out}" in stderr

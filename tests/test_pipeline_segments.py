@@ -72,3 +72,40 @@ def test_resume_of_a_segmented_render_says_to_run_the_same_command(tmp_path):
     r = run_cli(["debug=tiny", f"resume={out}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=str(tmp_path))
     assert r.returncode == 2 and "run that same command again" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_the_jobs_keeps_finished_segments_and_the_same_command_finishes(two_scenes, tmp_path):
+    import signal
+
+    from conftest import start_cli, wait_for_frames
+
+    out = tmp_path / "out.mp4"
+    args = ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = start_cli(args, str(tmp_path), env={"OMP_NUM_THREADS": "1"})
+    wait_for_frames(S.segment_path(str(out), 1) + ".state", 1, proc, timeout=180)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the parent and the job that is dreaming
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "finished segments are kept" in stderr and "Traceback" not in stderr
+    assert os.path.exists(S.segment_path(str(out), 0)) and not out.exists()
+    r = run_cli(args, cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "dreaming 3 of them" in r.stdout and probe(str(out)).frames == 20
+
+
+def test_a_truncated_clip_is_planned_to_its_last_good_frame_and_said_so(tmp_path):
+    from conftest import make_config
+
+    from dreamvid.model import DreamvidError
+    from dreamvid.pipeline import run
+
+    src = write_clip(tmp_path / "long.mp4", panning(n=30, w=48, h=32, speed=0.5))
+    data = open(src, "rb").read()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out = tmp_path / "out.mp4"
+    cfg = make_config(*ARGS, "flow=none", f"input={cut}", f"output={out}")  # no Hydra: segments dreamed here
+    with pytest.raises(DreamvidError, match=r"decoding stopped after frame (\d+) of 30.*frames dreamed are in") as e:
+        run(cfg)
+    kept = probe(str(out)).frames
+    assert 0 < kept < 30 and f"the {kept} frames dreamed" in str(e.value)

@@ -33,8 +33,9 @@ from ..flow import FlowFn, consistency, flow_estimator, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
 from .. import schedule, segments
-from ..video import VideoMeta, probe, read_frames
+from ..video import TruncatedVideo, VideoMeta, probe, read_frames
 from .common import SCHEDULED, ahead, frame_settings, render, resolve_output
+from .segments import plan_key, run_segmented
 from .zoom import dreamer
 
 WARPS = ("residual", "frame")
@@ -235,13 +236,15 @@ def run_video(cfg: Config) -> str:
         if not plan or not 0 <= cfg.segment < len(plan):
             raise DreamvidError(f"segment={cfg.segment} is set by dreamvid for the jobs of segments=auto; "
                                 f"{segments.folder(out)} has no such segment")
+        if segments.load_plan(out, plan_key(cfg)) is None:
+            raise DreamvidError(f"segment job {cfg.segment} has other settings than the plan in "
+                                f"{segments.folder(out)}: start segments=auto renders with dreamvid, not by hand")
         seg = plan[cfg.segment]
         path = segments.segment_path(out, seg.index)
         if os.path.exists(path):  # finished by an earlier run
             return path
         return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True)
     if cfg.segments == "auto":
-        from .segments import run_segmented
 
         return run_segmented(cfg, meta, out, size, total)
     return dream_range(cfg, meta, size, 0, total, out)
@@ -263,13 +266,25 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
         state = new_state(first) if saved is None else dict(saved, dream=saved["dream"].to(device))
         # to the end of the clip: no limit, so that a clip cut short of its index is noticed
         _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta)
-        for x, _info in video_frames(cfg, islice(frames, first + start, None), dream_frame, device, state,
-                                     float(meta.rate)):
-            yield to_uint8(x), dict(state, dream=state["dream"].cpu())
+        try:
+            for x, _info in video_frames(cfg, islice(first_frames(frames, end), first + start, None), dream_frame,
+                                         device, state, float(meta.rate)):
+                yield to_uint8(x), dict(state, dream=state["dream"].cpu())
+        except TruncatedVideo as e:
+            if not (part and e.frames >= end):  # a segment planned to end where the damage starts is whole
+                raise
 
     audio = cfg.input if meta.has_audio and not part else None
+    hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
     return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=audio, lossless=part)
+                  audio=audio, lossless=part, resume_hint=hint)
+
+
+def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """The first n frames; the rest are read and dropped, so that the reader's end-of-clip checks run."""
+    for i, frame in enumerate(frames):
+        if i < n:
+            yield frame
 
 
 def validate_schedules(cfg: Config, frames: int, fps: float) -> None:

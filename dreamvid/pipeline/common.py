@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
 from ..model import DreamvidError
-from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
+from ..video import Encoder, TruncatedVideo, config_metadata
 from .. import schedule
 
 
@@ -93,8 +93,9 @@ def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
         return False
 
     def work() -> None:
-        it = iter(items)
+        it: Any = None
         try:
+            it = iter(items)
             for item in it:
                 if not put("item", item):
                     return
@@ -102,7 +103,7 @@ def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             put("error", e)
         finally:
-            close = getattr(it, "close", None)
+            close = getattr(it, "close", None) if it is not None else None
             if close is not None:
                 close()
 
@@ -198,7 +199,8 @@ Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
 
 
 def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
-           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, lossless: bool = False) -> str:
+           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, lossless: bool = False,
+           resume_hint: Optional[str] = None) -> str:
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
     A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
@@ -228,7 +230,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
                     t += 1
                     if stop.requested and t < total:
                         writer.close()
-                        _stop_partial(enc, ck, out, t, total)
+                        _stop_partial(enc, ck, t, total, resume_hint or f"dreamvid resume={out}")
             except TruncatedVideo as e:
                 stopped = e  # keep what was dreamed: the output is finished below
         writer.close()
@@ -244,12 +246,12 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     return out
 
 
-def _stop_partial(enc: Encoder, ck: Checkpoint, out: str, done: int, total: int) -> None:
-    ext = ".mkv" if enc.lossless else {"mp4": ".mp4", "gif": ".gif", "png": ""}[output_kind(out)]
+def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: str) -> None:
+    ext = ".mkv" if enc.lossless else {"mp4": ".mp4", "gif": ".gif", "png": ""}[enc.kind]
     enc.path, enc.overwrite = os.path.join(ck.dir, "partial" + ext), True
     partial = enc.finish()
     raise Interrupted(f"stopped after {done} of {total} frames; partial video: {partial}; "
-                      f"resume with: dreamvid resume={out}")
+                      f"resume with: {resume}")
 
 
 def resumed_config(cfg: Config) -> Config:

@@ -14,7 +14,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 from .. import segments as S
@@ -36,19 +38,23 @@ def plan_size(meta: VideoMeta) -> Tuple[int, int]:
     return PLAN_WIDTH, max(2, 2 * round(meta.height * PLAN_WIDTH / meta.width / 2))
 
 
-def make_plan(cfg: Config, meta: VideoMeta, total: int) -> Tuple[List[S.Segment], Optional[TruncatedVideo]]:
-    """The segments of this clip, and the truncation that shortened it (None for a whole clip)."""
-    def cuts(n: int) -> List[int]:
+def make_plan(cfg: Config, meta: VideoMeta, total: int) -> Tuple[List[S.Segment], Optional[str]]:
+    """The segments of this clip, and why it was shortened (a truncated file; None for a whole clip)."""
+    def cuts(n: Optional[int]) -> List[int]:
         frames = read_frames(meta.path, plan_size(meta), n, meta=meta)[1]
         return S.find_cuts(frames, cfg.flow.method, cfg.flow.preset, cfg.coherence.cut_threshold)
 
-    stopped = None
     try:
-        found = cuts(total)
+        # to the end of the clip: no limit, so that a file cut short of its index is noticed here
+        return S.plan(total, cuts(total if total < meta.frames else None), cfg.segment_frames,
+                      cfg.segment_overlap), None
     except TruncatedVideo as e:  # dream what can be decoded; the render says so at the end
-        stopped, total = e, e.frames
-        found = cuts(total)
-    return S.plan(total, found, cfg.segment_frames, cfg.segment_overlap), stopped
+        return S.plan(e.frames, cuts(e.frames), cfg.segment_frames, cfg.segment_overlap), str(e)
+
+
+def plan_key(cfg: Config) -> str:
+    """The render a plan and its segments belong to: the settings (not which segment) and the inputs."""
+    return render_key(config_dict(replace(cfg, segment=None)), (cfg.input, cfg.dream.guide))
 
 
 def job_overrides(task: Sequence[str], hydra: Sequence[str]) -> List[str]:
@@ -64,21 +70,31 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
+def config_arguments(hc) -> List[str]:
+    """--config-name and --config-dir/--config-path of the running command, for the jobs to repeat."""
+    args = ["--config-name", hc.job.config_name] if hc.job.config_name else []
+    for source in hc.runtime.config_sources:
+        path = source.path.split("://", 1)[-1]
+        if source.provider == "command-line" and source.schema == "file":
+            args += ["--config-dir", path]
+        elif source.provider == "main" and source.schema == "file":
+            args += ["--config-path", path]
+    return args
+
+
 @contextmanager
 def _children_handle_sigint():
-    """Ctrl-C reaches the jobs (same process group), which stop after their frame; we wait for them."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    """Ctrl-C reaches the jobs (same process group), which stop after their frame; we wait for them.
+
+    A do-nothing handler, not SIG_IGN: an ignored signal would stay ignored in the jobs.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: None) if main else None
     try:
         yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
@@ -89,15 +105,14 @@ def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        from dataclasses import replace
-
         from .clip import run_video
 
         for i in todo:
             run_video(replace(cfg, segment=i, output=out))
         return 0
     hc = HydraConfig.get()
-    cmd = [sys.executable, "-m", "dreamvid", "-m", *job_overrides(hc.overrides.task, hc.overrides.hydra),
+    cmd = [sys.executable, "-m", "dreamvid", "-m", *config_arguments(hc),
+           *job_overrides(hc.overrides.task, hc.overrides.hydra),
            f"output={quote(out)}", "segment=" + ",".join(str(i) for i in todo),
            f"hydra.sweep.dir={quote(os.path.join(S.folder(out), 'jobs'))}", "hydra.callbacks.dreamvid.gallery=false"]
     with _children_handle_sigint():
@@ -109,27 +124,27 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     if os.path.exists(out) and not cfg.overwrite:
         raise DreamvidError(f"output exists: {out} (pass overwrite=true to replace it, or choose another output=)")
     config = config_dict(cfg)
-    key = render_key(config, (cfg.input, cfg.dream.guide))
-    plan = S.load_plan(out)
-    stopped = None
-    if plan is not None and S.load_plan(out, key) is None:
+    key = plan_key(cfg)
+    again = "run the same command again" + ("" if cfg.output else f" with output={out}")
+    if S.load_plan(out) is not None and S.load_plan(out, key) is None:
         raise DreamvidError(f"{S.folder(out)} holds the segments of a different render (settings or input "
                             f"changed): run it with its own settings, or delete that folder to start again")
-    if plan is None:
-        plan, stopped = make_plan(cfg, meta, total)
-        S.save_plan(out, plan, key)
+    if S.load_plan(out) is None:
+        plan, note = make_plan(cfg, meta, total)
+        S.save_plan(out, plan, key, note)
+    plan, note = S.load_plan(out) or [], S.plan_note(out)
     todo = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
     if todo:
         print(f"dreamvid: {len(plan)} segments, dreaming {len(todo)} of them as jobs "
               f"(jobs' folders: {os.path.join(S.folder(out), 'jobs')})", flush=True)
         rc = launch(cfg, out, todo)
         if rc == 130:
-            raise Interrupted(f"stopped; the finished segments are kept in {S.folder(out)}: "
-                              f"run the same command again to dream the rest")
+            raise Interrupted(f"stopped; the finished segments are kept in {S.folder(out)}: {again} "
+                              f"to dream the rest")
     missing = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
     if missing:
         raise DreamvidError(f"segments {', '.join(map(str, missing))} of {len(plan)} did not finish (logs in "
-                            f"{os.path.join(S.folder(out), 'jobs')}): run the same command again to dream only those")
+                            f"{os.path.join(S.folder(out), 'jobs')}): {again} to dream only those")
     w, h = size
     readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
     with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None,
@@ -140,7 +155,7 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
             bar.update(1)
     save_config(cfg, out)
     shutil.rmtree(S.folder(out), ignore_errors=True)
-    if stopped is not None:
-        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
+    if note:
+        raise DreamvidError(f"{note}; the {plan[-1].end} frames dreamed are in {out}")
     return out
 
