@@ -80,24 +80,55 @@ def plan(total: int, cuts: Sequence[int], max_frames: int, overlap: int) -> List
     return segments
 
 
-def crossfade(previous: Sequence[np.ndarray], current: Sequence[np.ndarray]) -> List[np.ndarray]:
+def dissolve(previous: np.ndarray, current: np.ndarray, a: float, source: Optional[np.ndarray] = None) -> np.ndarray:
+    """One frame of a dissolve: weight a on `current`, 1 - a on `previous`.
+
+    With the source frame the two are mixed as dreams over it: their residuals (dream - source) are
+    mixed and the mix is scaled to the interpolated strength of the two, so that two unrelated dreams
+    half-way through do not average out to a fainter one (plain mixing: about 0.7 of the strength).
+    """
+    p, c = previous.astype(np.float32), current.astype(np.float32)
+    if source is None:
+        return np.round(p * (1 - a) + c * a).astype(np.uint8)
+    s = source.astype(np.float32)
+    rp, rc = p - s, c - s
+    mix = rp * (1 - a) + rc * a
+    target = (1 - a) * np.abs(rp).mean() + a * np.abs(rc).mean()
+    have = float(np.abs(mix).mean())
+    if have > 1e-6:
+        mix *= target / have
+    return np.clip(np.round(s + mix), 0, 255).astype(np.uint8)
+
+
+def crossfade(previous: Sequence[np.ndarray], current: Sequence[np.ndarray],
+              sources: Optional[Sequence[np.ndarray]] = None) -> List[np.ndarray]:
     """Dissolve from `previous` into `current` (the same source frames dreamed by two segments):
     frame k of n weighs the current segment (k + 1) / (n + 1)."""
     n = len(previous)
-    if len(current) != n:
+    if len(current) != n or sources is not None and len(sources) != n:
         raise ValueError(f"overlaps differ in length: {n} and {len(current)} frames")
-    out = []
-    for k, (p, c) in enumerate(zip(previous, current)):
-        a = (k + 1) / (n + 1)
-        out.append(np.round(p.astype(np.float32) * (1 - a) + c.astype(np.float32) * a).astype(np.uint8))
-    return out
+    return [dissolve(p, c, (k + 1) / (n + 1), None if sources is None else sources[k])
+            for k, (p, c) in enumerate(zip(previous, current))]
 
 
-def join(segments: Sequence[Segment], readers: Iterable[Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+def join(segments: Sequence[Segment], readers: Iterable[Iterator[np.ndarray]],
+         sources: Optional[Iterable[np.ndarray]] = None) -> Iterator[np.ndarray]:
     """The output's frames from each segment's frames (in order), cross-fading the leads.
 
-    Holds back only the frames the next segment's lead overlaps: memory is flat in clip length.
+    `sources`, the source frames at the output's size from the first one, make the dissolves keep
+    the dream's strength (see `dissolve`). Holds back only the frames the next segment's lead
+    overlaps: memory is flat in clip length.
     """
+    src = iter(sources) if sources is not None else None
+
+    def source() -> Optional[np.ndarray]:
+        if src is None:
+            return None
+        frame = next(src, None)
+        if frame is None:
+            raise DreamvidError("the source clip ended before the dreamed segments")
+        return frame
+
     held: List[np.ndarray] = []
     for i, (seg, frames) in enumerate(zip(segments, readers)):
         keep = segments[i + 1].lead if i + 1 < len(segments) else 0
@@ -105,8 +136,8 @@ def join(segments: Sequence[Segment], readers: Iterable[Iterator[np.ndarray]]) -
         lead = [frame for _, frame in zip(range(seg.lead), frames)]
         if len(lead) != seg.lead:
             raise DreamvidError(f"segment {seg.index} ended early: {len(lead)} of its {seg.frames} frames")
-        for frame in crossfade(held, lead) if seg.lead else []:
-            yield frame
+        if seg.lead:
+            yield from crossfade(held, lead, None if src is None else [source() for _ in lead])
         body, got = seg.end - seg.start, 0
         held = []
         for frame in frames:
@@ -115,6 +146,7 @@ def join(segments: Sequence[Segment], readers: Iterable[Iterator[np.ndarray]]) -
             if got >= body - keep:
                 held.append(frame)
             else:
+                source()
                 yield frame
             got += 1
         if got != body:

@@ -64,3 +64,26 @@ def test_plan_round_trip_is_tied_to_its_render(tmp_path):
     assert S.load_plan(out, "k1") == segs and S.load_plan(out) == segs
     assert S.load_plan(out, "k2") is None
     assert S.segment_path(out, 3).endswith("o.mp4.segments/segment_0003.mkv")
+
+
+def test_dissolve_over_the_source_keeps_the_strength_of_two_unrelated_dreams():
+    rng = np.random.default_rng(0)
+    source = np.full((32, 32, 3), 128, np.uint8)
+    a, b = (np.clip(128 + rng.normal(0, 20, source.shape), 0, 255).astype(np.uint8) for _ in range(2))
+    plain, kept = S.dissolve(a, b, 0.5), S.dissolve(a, b, 0.5, source)
+    strength = lambda x: np.abs(x.astype(float) - 128).mean()  # noqa: E731
+    assert strength(plain) < 0.8 * strength(a)  # plain mixing fades the dream half-way
+    assert strength(kept) == pytest.approx((strength(a) + strength(b)) / 2, rel=0.03)
+    assert np.array_equal(S.dissolve(a, a, 0.3, source), a)  # the same dream stays itself
+
+
+def test_join_with_sources_takes_one_source_frame_per_output_frame():
+    segs = S.plan(10, [6], max_frames=3, overlap=1)
+    readers = [iter(_frames([10 * t + s.index for t in range(s.first, s.end)])) for s in segs]
+    sources = iter(_frames([10 * t for t in range(10)]))
+    got = [int(f[0, 0, 0]) for f in S.join(segs, readers, sources)]
+    assert len(got) == 10 and got[:2] == [0, 10] and got[3:7] == [31, 41, 51, 62]
+    assert next(sources, None) is None  # all ten consumed, in step
+    with pytest.raises(DreamvidError, match="source clip ended"):
+        readers = [iter(_frames([10 * t + s.index for t in range(s.first, s.end)])) for s in segs]
+        list(S.join(segs, readers, iter(_frames(range(5)))))

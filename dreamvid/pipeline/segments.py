@@ -147,10 +147,11 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
                             f"{os.path.join(S.folder(out), 'jobs')}): {again} to dream only those")
     w, h = size
     readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
+    sources = read_frames(meta.path, size, plan[-1].end, meta=meta)[1]  # for the dissolves
     with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None,
                  metadata=config_metadata(config), overwrite=cfg.overwrite) as enc, \
             progress(plan[-1].end, "joining", cfg.progress) as bar:
-        for frame in S.join(plan, readers):
+        for frame in S.join(plan, readers, sources):
             enc.write(frame)
             bar.update(1)
     save_config(cfg, out)
