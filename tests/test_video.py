@@ -26,6 +26,19 @@ def test_mp4_round_trip_read_back_with_another_reader(tmp_path):
     assert not os.path.exists(out + ".partial")
 
 
+def test_lossless_output_gives_back_the_exact_frames_at_any_size(tmp_path):
+    from dreamvid.video import read_frames
+
+    out = str(tmp_path / "segment.mkv")
+    want = frames(6, 33, 47)  # odd sides: no padding in a lossless RGB stream
+    with Encoder(out, 47, 33, "30000/1001", lossless=True) as enc:
+        for f in want:
+            enc.write(f)
+    meta, got = read_frames(out)
+    assert meta.fps == "30000/1001" and meta.frames == 6
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
 def test_sizes_that_are_not_multiples_of_16_are_kept(tmp_path):
     out = str(tmp_path / "b.mp4")
     with Encoder(out, 70, 38, 30) as enc:
