@@ -243,7 +243,8 @@ def run_video(cfg: Config) -> str:
         path = segments.segment_path(out, seg.index)
         if os.path.exists(path):  # finished by an earlier run
             return path
-        return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True)
+        return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True,
+                           label=f"segment {seg.index + 1}/{len(plan)}")
     if cfg.segments == "auto":
 
         return run_segmented(cfg, meta, out, size, total)
@@ -251,7 +252,7 @@ def run_video(cfg: Config) -> str:
 
 
 def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int, end: int, out: str, *,
-                part: bool = False) -> str:
+                part: bool = False, label: str = "dreaming") -> str:
     """Dream source frames first..end-1 into `out` through the checkpointed render loop.
 
     A resumed render decodes and skips the source frames before its checkpoint; the carried dream,
@@ -277,7 +278,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     audio = cfg.input if meta.has_audio and not part else None
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
     return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=audio, lossless=part, resume_hint=hint)
+                  audio=audio, lossless=part, resume_hint=hint, label=label)
 
 
 def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:

@@ -200,7 +200,7 @@ Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
 
 def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
            inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, lossless: bool = False,
-           resume_hint: Optional[str] = None) -> str:
+           resume_hint: Optional[str] = None, label: str = "dreaming") -> str:
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
     A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
@@ -218,7 +218,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     writer = CheckpointWriter(ck)
     stopped: Optional[TruncatedVideo] = None
     try:
-        with progress(total, "dreaming", cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
+        with progress(total, label, cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
             for i in range(min(start, total)):
                 enc.write(ck.read_frame(i))
             t = start
