@@ -26,7 +26,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
 
 # Seconds per 1080p frame (4 octaves x 10 iterations) on one H200, from the plain fp32 eager loop and
-# its variants (REFERENCE.md, Speed, 2026-11-28). None: not measured yet; scripts/bench.py measures them.
+# its variants (measured 2026-11-28, docs/benchmarks.md). None: not measured yet; scripts/bench.py measures them.
 #                     fp32 eager  bf16+cl eager  fp32 graphed  bf16+cl graphed
 MEASURED: Dict[str, Tuple[Optional[float], ...]] = {
     "googlenet": (0.379, None, 0.153, None),  # launch-bound: 720p takes 0.339 s eager, 0.090 s graphed

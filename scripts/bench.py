@@ -50,7 +50,7 @@ from dreamvid.config import Config, DreamConfig, ModelConfig, SpeedConfig
 from dreamvid.model import RANDOM, DreamvidError, EfficientNetLite, FeatureNet, load_backbone, resolve_device
 from dreamvid.pipeline.common import SCHEDULED, frame_settings
 
-# The dream layer of each model, as the REFERENCE measurements (inception4c, relu4_3; lite0's default).
+# The dream layer of each model, as in the baseline of docs/benchmarks.md (inception4c, relu4_3; lite0's default).
 LAYERS = {"lite0": ["blocks.10", "blocks.8.dw"], "lite2": ["blocks.14", "blocks.11.dw"],
           "googlenet": ["inception4c"], "vgg16": ["features.22"], "vgg19": ["features.25"],
           "inception_v3": ["Mixed_5d"], "resnet50": ["layer3"]}

@@ -270,7 +270,8 @@ def test_run_neuron_writes_images_grid_video_and_comparison(tmp_path):
     frames, _ = imageio_ffmpeg.count_frames_and_secs(out["video"])
     assert frames == len(N.recorded_steps(6, 2)) == 4  # steps 0, 2, 4, 6
     assert sorted(os.listdir(tmp_path)) == sorted(
-        ["channel_0000.png", "channel_0001.png", "channel_0033.png", "grid.png", "compare.png", "optimisation.mp4"])
+        ["channel_0000.png", "channel_0001.png", "channel_0033.png", "grid.png", "compare.png", "optimisation.mp4",
+         "grid.png.yaml"])  # the settings beside the grid
 
     # A second run refuses to overwrite, before doing any work.
     with pytest.raises(DreamvidError, match="overwrite=true"):

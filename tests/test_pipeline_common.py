@@ -37,3 +37,14 @@ def test_ahead_runs_at_most_depth_items_ahead_and_stops_with_the_consumer():
     assert set(made) == {"dreamvid-ahead"}
     it.close()
     assert closed.wait(2) and not any(t.name == "dreamvid-ahead" for t in threading.enumerate())
+
+
+def test_a_layer_weight_schedule_that_fails_later_is_refused_before_the_render(cfg_factory):
+    from dreamvid.model import DreamvidError
+    from dreamvid.pipeline.common import check
+
+    cfg = cfg_factory("dream.layers=[blocks.10,blocks.8.dw]", "dream.layer_weights=[1,'0:(1), 3:(1/(t-4))']",
+                      "frames=6")
+    with pytest.raises(DreamvidError, match=r"dream.layer_weights.*at frame 4"):
+        check(cfg)
+    check(cfg_factory("dream.layers=[blocks.10,blocks.8.dw]", "dream.layer_weights=[1,'0:(1), 3:(2)']", "frames=6"))

@@ -293,3 +293,5 @@ def validate_schedules(cfg: Config, frames: int, fps: float) -> None:
     for section in ("dream", "coherence"):
         for name in SCHEDULED[section]:
             schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", frames, fps)
+    for weight in cfg.dream.layer_weights:
+        schedule.validate(weight, "dream.layer_weights", frames, fps)

@@ -56,6 +56,8 @@ def check(cfg: Config) -> None:
     for section, names in SCHEDULED.items():
         for name in names:
             schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", cfg.frames, cfg.fps)
+    for weight in cfg.dream.layer_weights:
+        schedule.validate(weight, "dream.layer_weights", cfg.frames, cfg.fps)
     checks = [("motion.zoom", cfg.motion.zoom, lambda v: v > 0,
                "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
               ("dream.iterations", cfg.dream.iterations, lambda v: v >= 1, "must be at least 1"),

@@ -11,6 +11,7 @@ import torch
 from .. import neuron as N
 from ..config import Config
 from ..model import DreamvidError, feature_net, resolve_device
+from .common import save_config
 
 DEFAULT_FOLDER = "neuron_out"
 ROW_TITLES = {"pixel": "without prior: plain pixels", "fourier": "with prior: decorrelated Fourier"}
@@ -148,6 +149,7 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     for path, img in zip(paths["images"], images):
         write_png(path, img)
     write_png(paths["grid"], N.make_grid(images, labels))
+    save_config(cfg, paths["grid"])
     if paths["compare"] is not None:
         rows = [(ROW_TITLES[p], results[p], labels) for p in ("pixel", "fourier")]
         write_png(paths["compare"], N.comparison_grid(rows))
