@@ -20,8 +20,8 @@ over hundreds of frames. docs/video.md has the measurements behind these default
 from __future__ import annotations
 
 import os
-from itertools import islice
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -32,9 +32,9 @@ from ..config import Config
 from ..flow import FlowFn, consistency, flow_estimator, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
-from .. import schedule, segments
+from .. import segments
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
-from .common import SCHEDULED, ahead, frame_settings, render, resolve_output
+from .common import SCHEDULED, ahead, frame_settings, render, resolve_output, validate_schedules
 from .segments import plan_key, run_segmented
 from .zoom import dreamer
 
@@ -230,7 +230,7 @@ def run_video(cfg: Config) -> str:
     size = output_size(meta, cfg.width, cfg.height)
     out = resolve_output(cfg, "dream.mp4")
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)
-    validate_schedules(cfg, total, float(meta.rate))
+    validate_schedules(cfg, total, float(meta.rate), ("dream", "coherence"))  # over the clip's own length
     if cfg.segment is not None:
         plan = segments.load_plan(out)
         if not plan or not 0 <= cfg.segment < len(plan):
@@ -246,7 +246,6 @@ def run_video(cfg: Config) -> str:
         return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True,
                            label=f"segment {seg.index + 1}/{len(plan)}")
     if cfg.segments == "auto":
-
         return run_segmented(cfg, meta, out, size, total)
     return dream_range(cfg, meta, size, 0, total, out)
 
@@ -286,12 +285,3 @@ def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
     for i, frame in enumerate(frames):
         if i < n:
             yield frame
-
-
-def validate_schedules(cfg: Config, frames: int, fps: float) -> None:
-    """Check the scheduled dream and coherence settings over the clip's own length and frame rate."""
-    for section in ("dream", "coherence"):
-        for name in SCHEDULED[section]:
-            schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", frames, fps)
-    for weight in cfg.dream.layer_weights:
-        schedule.validate(weight, "dream.layer_weights", frames, fps)

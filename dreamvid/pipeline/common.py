@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
 from ..model import DreamvidError
+from ..segments import folder as segments_folder
 from ..video import Encoder, TruncatedVideo, config_metadata
 from .. import schedule
 
@@ -53,11 +54,7 @@ def check(cfg: Config) -> None:
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
-    for section, names in SCHEDULED.items():
-        for name in names:
-            schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", cfg.frames, cfg.fps)
-    for weight in cfg.dream.layer_weights:
-        schedule.validate(weight, "dream.layer_weights", cfg.frames, cfg.fps)
+    validate_schedules(cfg, cfg.frames, cfg.fps)
     checks = [("motion.zoom", cfg.motion.zoom, lambda v: v > 0,
                "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
               ("dream.iterations", cfg.dream.iterations, lambda v: v >= 1, "must be at least 1"),
@@ -71,6 +68,15 @@ def check(cfg: Config) -> None:
             if not ok(v):
                 at = f" at frame {t}" if isinstance(value, str) else ""
                 raise DreamvidError(f"{name}={v:g}{at} {why}")
+
+
+def validate_schedules(cfg: Config, frames: int, fps: float, sections: Sequence[str] = tuple(SCHEDULED)) -> None:
+    """Evaluate the scheduled settings of `sections`, and the layer weights, at every frame."""
+    for section in sections:
+        for name in SCHEDULED[section]:
+            schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", frames, fps)
+    for weight in cfg.dream.layer_weights:
+        schedule.validate(weight, "dream.layer_weights", frames, fps)
 
 
 T = TypeVar("T")
@@ -258,8 +264,6 @@ def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: s
 
 def resumed_config(cfg: Config) -> Config:
     """For resume=PATH: the interrupted render's own settings (progress and device from this command)."""
-    from ..segments import folder as segments_folder
-
     target = os.path.abspath(os.path.expanduser(cfg.resume or ""))
     if os.path.isdir(segments_folder(target)) and not os.path.isdir(target + ".state"):
         raise DreamvidError(f"{target} was dreamed in segments (segments=auto): run that same command again; "

@@ -126,13 +126,15 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     config = config_dict(cfg)
     key = plan_key(cfg)
     again = "run the same command again" + ("" if cfg.output else f" with output={out}")
-    if S.load_plan(out) is not None and S.load_plan(out, key) is None:
-        raise DreamvidError(f"{S.folder(out)} holds the segments of a different render (settings or input "
-                            f"changed): run it with its own settings, or delete that folder to start again")
-    if S.load_plan(out) is None:
+    plan = S.load_plan(out)
+    if plan is None:
         plan, note = make_plan(cfg, meta, total)
         S.save_plan(out, plan, key, note)
-    plan, note = S.load_plan(out) or [], S.plan_note(out)
+    elif S.load_plan(out, key) is None:
+        raise DreamvidError(f"{S.folder(out)} holds the segments of a different render (settings or input "
+                            f"changed): run it with its own settings, or delete that folder to start again")
+    else:
+        note = S.plan_note(out)
     todo = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
     if todo:
         print(f"dreamvid: {len(plan)} segments, dreaming {len(todo)} of them as jobs "
