@@ -122,9 +122,9 @@ def consistency(forward: Flow, backward: Flow) -> torch.Tensor:
     w~(x) = forward(x + backward(x)), a pixel is disoccluded where
     |w~ + backward|^2 > 0.01 (|w~|^2 + |backward|^2) + 0.5, and on a motion boundary where
     |grad u|^2 + |grad v|^2 > 0.01 |backward|^2 + 0.002; pixels whose source lies outside
-    frame i are unreliable as well.
+    frame i are unreliable as well. Computed where the backward flow is (the CPU for arrays).
     """
-    bwd = to_device(backward)
+    bwd = to_device(backward, backward.device if isinstance(backward, torch.Tensor) else "cpu")
     fwd = to_device(forward, bwd.device)
     h, w = bwd.shape[-2:]
     coords = _coords(bwd)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamvid.flow import consistency, estimate_flow, flow_estimator, warp
+from dreamvid.flow import consistency, estimate_flow, flow_estimator, to_device, warp
 from dreamvid.model import DreamvidError
 
 
@@ -73,6 +73,19 @@ def test_consistency_flags_pixels_that_enter_the_frame():
     mask = consistency(estimate_flow(A, B), estimate_flow(B, A))[0, 0].numpy()
     assert mask[:, :3].mean() < 0.3  # content moved right: the left columns came from outside frame i
     assert mask[10:-10, 10:-10].mean() > 0.95
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_consistency_runs_where_the_flows_are_and_agrees_with_arrays(device):
+    fwd, bwd = estimate_flow(A, B), estimate_flow(B, A)
+    on_device = consistency(to_device(fwd, device), to_device(bwd, device))
+    assert on_device.device.type == device
+    from_arrays = consistency(fwd, bwd)
+    assert from_arrays.device.type == "cpu"
+    assert (on_device.cpu() != from_arrays).float().mean() < 1e-3  # float rounding at the thresholds only
 
 
 def test_bad_settings_name_the_choices():

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..flow import FlowFn, consistency, flow_estimator, warp
+from ..flow import FlowFn, consistency, flow_estimator, to_device, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
 from .. import segments
@@ -186,6 +186,7 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
     """
     c = cfg.coherence
     estimate = flow_estimator(cfg.flow.method, cfg.flow.preset)
+    prev_src = None  # the previous source frame on the device, once this loop has uploaded it
     for frame, flows in with_flow(frames, estimate, state["source"], cfg.flow.workers):
         t = state["t"]
         src = to_tensor(frame, device)
@@ -193,14 +194,16 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
         k = frame_settings(c, COHERENCE, t, fps)
         start, kind, unreliable = src, "key", None
         if flows is not None and state["dream"] is not None:
-            fwd, bwd = flows
-            mask = consistency(fwd, bwd).to(device)
+            fwd, bwd = (to_device(f, device) for f in flows)  # the mask and the warp on the dream's device
+            mask = consistency(fwd, bwd)
             unreliable = 1.0 - float(mask.mean())
             if unreliable > c.cut_threshold:
                 kind = "cut"
             else:
                 kind = "warped"
-                start = carry(state["dream"], to_tensor(state["source"], device), src, bwd, mask,
+                if prev_src is None:
+                    prev_src = to_tensor(state["source"], device)
+                start = carry(state["dream"], prev_src, src, bwd, mask,
                               warp_mode=c.warp, blend=k["blend"], interpolation=c.interpolation)
                 s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"])
         out = dream_frame(start, t, s)
@@ -210,6 +213,7 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
             state["keyframe"] = keyframe_limits(out, src)
         out = color_match(out, src, k["color_match"])
         state.update(t=t + 1, source=frame, dream=out)
+        prev_src = src
         yield out, {"t": t, "kind": kind, "unreliable": unreliable, "strength": strength(out, src)}
 
 
