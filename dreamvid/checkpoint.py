@@ -116,7 +116,12 @@ class Checkpoint:
             raise DreamvidError(f"cannot write checkpoint frame {path}: {why_unwritable(self.dir)}")
 
     def save_state(self, index: int, state: Any) -> None:
-        """Frames 0..index are saved; `state` is what frame index + 1 needs."""
+        """Frames 0..index are saved; `state` is what frame index + 1 needs.
+
+        Tensors in it may be on the GPU: torch.save copies them to the host here (in the writer's thread,
+        and only for the states that are written), so they must not be changed in place after `add`;
+        `load` maps them to the CPU.
+        """
         os.makedirs(self.dir, exist_ok=True)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         try:

@@ -31,6 +31,17 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     assert render_key({"flow": {"method": "dis"}}) != render_key({"flow": {"method": "farneback"}})
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_state_tensors_on_any_device_are_saved_to_the_host(tmp_path, device):
+    ck = Checkpoint(str(tmp_path / "o.mp4"), "k")
+    dream = torch.rand(1, 3, 4, 5, device=device)
+    ck.save_state(2, {"dream": dream, "keyframe": (1.0, 2.0), "more": [dream]})
+    nxt, state = ck.load()
+    assert nxt == 3 and state["keyframe"] == (1.0, 2.0)
+    assert state["dream"].device.type == "cpu" and torch.equal(state["dream"], dream.cpu())
+    assert state["more"][0].device.type == "cpu"
+
+
 def _pngs(folder):
     import cv2
 

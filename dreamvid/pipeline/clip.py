@@ -273,7 +273,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
         try:
             for x, _info in video_frames(cfg, islice(first_frames(frames, end), first + start, None), dream_frame,
                                          device, state, float(meta.rate)):
-                yield to_uint8(x), dict(state, dream=state["dream"].cpu())
+                yield to_uint8(x), dict(state)  # a copy: video_frames replaces its values, never changes them
         except TruncatedVideo as e:
             if not (part and e.frames >= end):  # a segment planned to end where the damage starts is whole
                 raise

@@ -95,6 +95,6 @@ def run_zoom(cfg: Config, output: Optional[str] = None) -> str:
     def produce(start: int, state):
         x = to_tensor(img, device) if state is None else state["input"].to(device)
         for frame, nxt in zoom_frames(cfg, x, dream_frame, start):
-            yield to_uint8(frame), {"input": nxt.cpu()}
+            yield to_uint8(frame), {"input": nxt}  # the checkpoint copies it to the host when it saves it
 
     return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, inputs=(cfg.input, cfg.dream.guide))
