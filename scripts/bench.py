@@ -110,6 +110,15 @@ def peak_memory_gib(device: torch.device) -> Tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rss"  # KiB on Linux
 
 
+def resident_mib() -> float:
+    """The process's resident memory now, MiB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 # ---------------------------------------------------------------------------------------------
 # The naive loop.
 
@@ -283,6 +292,7 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
         return {"path": "end to end", "error": "mode=video is not available"}
     inner = clip.dreamer
     calls: List[Tuple[float, float]] = []  # (start, end) of each dream call
+    resident: List[float] = []  # the process's resident MiB after each
 
     def timed_dreamer(cfg, dev):
         dream_frame = inner(cfg, dev)
@@ -293,6 +303,7 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
             out = dream_frame(x, t, s)
             sync(dev)
             calls.append((t0, time.perf_counter()))
+            resident.append(resident_mib())
             return out
 
         return run
@@ -335,6 +346,8 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
             "startup_s": calls[0][0] - t0, "first_frame_s": first_end - calls[0][0],
             "fraction_with_startup": sum(b - a for a, b in calls) / (t1 - t0),
             "wait_for_frames_s": waited[0],  # the whole run: decode and flow not ready in time
+            # host memory flat in clip length: resident MiB after frame 2 and after the last frame
+            "resident_mib": (resident[1], resident[-1]),
             "peak_gib": peak, "peak_of": where}
 
 
@@ -379,7 +392,9 @@ def print_table(rows: List[Dict[str, object]]) -> None:
             print(f"{'':<10} {'':>10} {note:<44} {100 * r['fraction_of_dream_only']:.0f}% of it "
                   f"(frames 2-{r['frames'] + 1}; with the {r['startup_s'] + r['first_frame_s']:.1f} s of "
                   f"start-up and first frame: {100 * r['fraction_with_startup']:.0f}%; waited "
-                  f"{1000 * r['wait_for_frames_s'] / (r['frames'] + 1):.1f} ms/frame for decode and flow)")
+                  f"{1000 * r['wait_for_frames_s'] / (r['frames'] + 1):.1f} ms/frame for decode and flow; "
+                  f"resident memory {r['resident_mib'][0]:.0f} MiB after frame 2, {r['resident_mib'][1]:.0f} "
+                  f"after frame {r['frames'] + 1})")
     if any(r.get("peak_of") == "rss" for r in rows):
         print("* CPU: the process's peak resident memory so far, not per row")
     if cpu:
