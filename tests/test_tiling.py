@@ -156,3 +156,17 @@ def test_bad_tile_settings():
         tiling.FrameSteps(fast.Stepper(fast.Plan()), None, LAYERS, "cpu", tile=-5)
     with pytest.raises(DreamvidError, match="larger than speed.tile_overlap"):
         tiling.FrameSteps(fast.Stepper(fast.Plan()), None, LAYERS, "cpu", tile=64, overlap=64)
+
+
+def test_a_steps_peak_memory_is_within_the_planners_ratio_of_the_saved_bytes(capsys):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "step_memory.py")
+    spec = importlib.util.spec_from_file_location("step_memory", path)
+    step_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_memory)
+    assert step_memory.main(["--models", "googlenet", "--sizes", "128,256"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("googlenet")][0]
+    ratio = float(line.split("peak/saved")[1].split()[0])
+    assert 0.5 < ratio <= tiling.PEAK_OVER_SAVED
