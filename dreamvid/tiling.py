@@ -13,6 +13,7 @@ would carry the roll's wrap-around edge into the middle of the picture, a seam o
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import warnings
@@ -272,17 +273,22 @@ class FrameSteps:
             try:
                 return dream(self.stepper if tile == 0 else tiled(tile, self.overlap, self.stepper))
             except torch.cuda.OutOfMemoryError:
-                self.stepper.reset()
-                _free_cached_memory()
-                smaller = self._smaller_tile(tile, height, width)
-                if smaller is None:
-                    raise DreamvidError(f"GPU out of memory dreaming a {width}x{height} frame even in {tile} px "
-                                        f"tiles: lower width/height or free GPU memory") from None
-                if not self.warned:
-                    self.warned = True
-                    warnings.warn(f"GPU out of memory on a {width}x{height} frame: dreaming in {smaller} px tiles "
-                                  f"from now on (speed.tile={smaller} starts tiled)", stacklevel=2)
-                tile = self._tiles[(height, width)] = smaller
+                pass
+            # Out of the except block: its traceback held the failed frame's tensors, so only now can
+            # their memory be freed and the free memory measured for the next tile size.
+            self.stepper.reset()
+            gc.collect()
+            _free_cached_memory()
+            smaller = self._smaller_tile(tile, height, width)
+            if smaller is None:
+                where = f"even in {tile} px tiles" if tile else "too small to tile"
+                raise DreamvidError(f"GPU out of memory dreaming a {width}x{height} frame, {where}: "
+                                    f"lower width/height or free GPU memory")
+            if not self.warned:
+                self.warned = True
+                warnings.warn(f"GPU out of memory on a {width}x{height} frame: dreaming in {smaller} px tiles "
+                              f"from now on (speed.tile={smaller} starts tiled)", stacklevel=2)
+            tile = self._tiles[(height, width)] = smaller
 
     def _smaller_tile(self, tile: int, height: int, width: int) -> Optional[int]:
         """A tile that should fit after `tile` (0: whole frame) did not; None below the smallest useful tile."""
@@ -290,10 +296,10 @@ class FrameSteps:
         candidate = 0
         if tile == 0 and self.device.type == "cuda":
             try:
-                candidate = auto_tile_size(self.model, self.layers, height, width, self.device,
+                candidate = auto_tile_size(self.model, self.layers, height, width, self.device, budget=self.budget,
                                            overlap=self.overlap, precision=self.stepper.plan.precision)
-            except DreamvidError:
-                return None
+            except DreamvidError:  # the estimate sees no room even for small tiles: try halving all the same
+                candidate = 0
         if candidate == 0:  # the estimate thought it fits: halve what failed
             side = max(height, width) if tile == 0 else tile
             candidate = (side // 2) // GRANULE * GRANULE

@@ -138,6 +138,25 @@ def test_out_of_memory_retries_the_frame_in_tiles_and_warns_once(feats, monkeypa
     assert frames.tile_for(128, 192) == 96
 
 
+def test_the_smaller_tile_is_chosen_after_the_failed_frame_is_released(feats, monkeypatch):
+    import sys
+
+    frames = tiling.FrameSteps(OutOfMemoryWhole(fast.Plan()), feats, LAYERS, "cpu", tile=0, overlap=16)
+    real, handling = frames._smaller_tile, []
+
+    def smaller(*args):
+        handling.append(sys.exc_info()[0])  # inside an except block its traceback holds the frame's tensors
+        return real(*args)
+
+    monkeypatch.setattr(frames, "_smaller_tile", smaller)
+    objective = D.make_objective(feats, LAYERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames.run(lambda step_fn: D.dream(image(128, 192), objective, octaves=1, iterations=1, step_fn=step_fn),
+                   128, 192)
+    assert handling == [None]
+
+
 def test_out_of_memory_everywhere_ends_with_advice(feats, monkeypatch):
     stepper = fast.Stepper(fast.Plan())
     frames = tiling.FrameSteps(stepper, feats, LAYERS, "cpu", tile=0, overlap=16)
