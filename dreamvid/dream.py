@@ -35,6 +35,10 @@ def make_objective(features: Features, layers: Sequence[str], weights: Sequence[
     if len(channels) != len(layers):
         raise DreamvidError(f"dream.channels has {len(channels)} lists for {len(layers)} layers")
 
+    # Channel indices as a tensor on the activations' device, made on the first call: a later call
+    # (a CUDA graph capture among them) copies nothing from the host.
+    indices: Dict[Tuple[str, torch.device], torch.Tensor] = {}
+
     def objective(x: torch.Tensor) -> torch.Tensor:
         acts = features(x)
         total = x.new_zeros(())
@@ -44,7 +48,10 @@ def make_objective(features: Features, layers: Sequence[str], weights: Sequence[
                 if max(ch) >= a.shape[1] or min(ch) < 0:
                     raise DreamvidError(f"channel {max(ch)} out of range for layer {layer}, which has "
                                         f"{a.shape[1]} channels (0..{a.shape[1] - 1})")
-                a = a[:, list(ch)]
+                key = (layer, a.device)
+                if key not in indices:
+                    indices[key] = torch.tensor(list(ch), dtype=torch.long, device=a.device)
+                a = a.index_select(1, indices[key])
             if guides is not None and layer in guides:
                 total = total + w * guide_weight * (a * guided_target(a, guides[layer])).mean()
             else:

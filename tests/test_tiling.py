@@ -61,6 +61,24 @@ def test_tiled_and_untiled_dreams_agree_away_from_the_seams(feats):
     assert diff[96:128].max() > diff[:48].max()  # the seam is where they differ
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_tiles_with_graphed_gradients_equal_plain_tiles_on_cuda(feats):
+    import copy
+
+    net = copy.deepcopy(feats).cuda()  # a copy: the CPU tests share the backbone
+    objective = D.make_objective(net, LAYERS)
+    graphed = fast.Stepper(fast.Plan("fp32", False, True))
+    x = image(160, 224).cuda()
+    a = b = x
+    for i in range(fast.WARMUP_STEPS + 3):  # 2 x 2 tiles of one shape: eager warm-up, capture, replays
+        a = tiling.tiled_step(a, objective, jitter=8, generator=torch.Generator().manual_seed(i), tile=128,
+                              overlap=32, stepper=graphed)
+        b = tiling.tiled_step(b, objective, jitter=8, generator=torch.Generator().manual_seed(i), tile=128,
+                              overlap=32)
+    assert graphed.captures == 1
+    assert (a - b).abs().max() < 1e-3  # each tile's gradient used before the next replay overwrites it
+
+
 def test_a_small_octave_in_one_tile_takes_the_plain_step(feats):
     x = image(48, 64)
     objective = D.make_objective(feats, LAYERS)
