@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from .model import DreamvidError
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
+# The normalised step divides by the mean absolute gradient, guarded only against a gradient of exactly
+# zero: a small gradient (an untrained network's are 1e-13) still takes a full step, as in the notebook.
+TINY = torch.finfo(torch.float32).tiny
 Features = Callable[[torch.Tensor], Dict[str, torch.Tensor]]
 Callback = Optional[Callable[[dict], None]]
 
@@ -89,7 +92,7 @@ def dream_step(x: torch.Tensor, objective: Objective, *, step: float = 1.5, jitt
     xs = torch.roll(x, (oy, ox), (2, 3)).detach().requires_grad_(True)
     (g,) = torch.autograd.grad(objective(xs), xs)
     g = torch.roll(g, (-oy, -ox), (2, 3))
-    g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    g = g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(TINY)
     return (x.detach() + (step / 255.0) * g).clamp(0.0, 1.0)
 
 

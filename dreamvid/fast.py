@@ -19,7 +19,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from .dream import Objective, dream_step
+from .dream import TINY, Objective, dream_step
 from .model import DreamvidError
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -114,7 +114,7 @@ def update(x: torch.Tensor, g: torch.Tensor, k) -> torch.Tensor:
 
     k is the step in [0, 1] units (a number, or a device scalar inside a graph).
     """
-    scale = k / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    scale = k / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(TINY)
     return torch.addcmul(x, g, scale).clamp_(0.0, 1.0)
 
 

@@ -105,8 +105,10 @@ def reset_memory(device: torch.device) -> None:
 
 
 def peak_memory_gib(device: torch.device) -> Tuple[float, str]:
+    """The peak since the last reset_memory: on a GPU the memory the caching allocator reserved, which
+    holds the CUDA graphs' pools (a replay's tensors are not 'allocated'); on a CPU the process's peak RSS."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30, "gpu"
+        return torch.cuda.max_memory_reserved(device) / 2**30, "gpu"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "rss"  # KiB on Linux
 
 
@@ -231,6 +233,8 @@ def run_row(kind: str, dream_once: Callable[[int], torch.Tensor], warm: Callable
     seconds = statistics.median(times)  # the median: steady against other work on a shared machine
     row = {"path": kind, "s_per_frame": seconds, "fps": 1.0 / seconds, "times": times, "peak_gib": peak,
            "peak_of": where}
+    if device.type == "cuda":
+        row["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     if device.type == "cpu":  # CPU time does not count the waits for a core other work holds
         row["cpu_s_per_frame"] = statistics.median(cpu)
     return row
@@ -253,16 +257,39 @@ def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch
     rows.append(row)
     del naive
 
+    reference: List[torch.Tensor] = []
+
+    def plain_reference(s: dict) -> torch.Tensor:
+        """Frame 0 dreamed on the plain path (fp32 eager, the same tiles): what the levers must not change."""
+        if not reference:
+            plain = dreamer(bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device), device)
+            reference.append(plain(x, 0, s))
+            del plain
+            reset_memory(device)
+        return reference[0]
+
     for token in args.speeds.split(","):
         cfg = bench_config(name, layers, w, h, tiled, parse_speed(token), args, device)
         p = fast.plan_from_config(cfg.speed, name, device)
         dream_frame = dreamer(cfg, device)
         s = frame_settings(cfg.dream, SCHEDULED["dream"], 0, cfg.fps)
         warm_s = dict(s, iterations=warm_iterations)
-        row = run_row(f"dreamvid {token}: {p.describe()}", lambda t: dream_frame(x, t, s),
-                      lambda: dream_frame(x, 0, warm_s), device, args.frames)
-        rows.append(row)
+        first: List[torch.Tensor] = []
+
+        def once(t: int) -> torch.Tensor:
+            out = dream_frame(x, t, s)
+            if t == 0:
+                first.append(out)
+            return out
+
+        row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device,
+                      args.frames)
         del dream_frame
+        if first:  # mean and largest difference from the plain path's frame, 0-255 levels
+            diff = (first[0] - (first[0] if p.plain else plain_reference(s))).abs() * 255
+            row.update(diff_from_plain=float(diff.mean()), max_diff_from_plain=float(diff.max()))
+            del first[:], diff
+        rows.append(row)
     base = rows[0].get("s_per_frame")
     for row in rows:
         row.update(model=name, layers=layers, size=f"{w}x{h}", tiled=tiled, flops_per_frame=flops)
@@ -369,7 +396,7 @@ def hardware(device: torch.device) -> Dict[str, object]:
 def print_table(rows: List[Dict[str, object]]) -> None:
     cpu = any("cpu_s_per_frame" in r for r in rows)
     head = (f"{'model':<10} {'size':>10} {'path':<44} {'s/frame':>8} {'fps':>7} {'speedup':>7} {'TFLOP/s':>8} "
-            f"{'peak GiB':>9}")
+            f"{'peak GiB':>9} {'vs plain':>10}")
     if cpu:
         head += f" {'CPU s':>7} {'speedup':>7}"
     print(head)
@@ -382,8 +409,9 @@ def print_table(rows: List[Dict[str, object]]) -> None:
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") else ""
         tflops = f"{r['tflops']:.3f}" if "tflops" in r else ""
         peak = f"{r['peak_gib']:.2f}" + ("" if r["peak_of"] == "gpu" else "*")
+        diff = f"{r['diff_from_plain']:.3f}/{r['max_diff_from_plain']:.1f}" if "diff_from_plain" in r else ""
         line = (f"{r['model']:<10} {size:>10} {r['path'][:44]:<44} {r['s_per_frame']:>8.3f} {r['fps']:>7.2f} "
-                f"{speedup:>7} {tflops:>8} {peak:>9}")
+                f"{speedup:>7} {tflops:>8} {peak:>9} {diff:>10}")
         if cpu and "cpu_speedup" in r:
             line += f" {r['cpu_s_per_frame']:>7.3f} {r['cpu_speedup']:>6.2f}x"
         print(line)
@@ -395,6 +423,9 @@ def print_table(rows: List[Dict[str, object]]) -> None:
                   f"{1000 * r['wait_for_frames_s'] / (r['frames'] + 1):.1f} ms/frame for decode and flow; "
                   f"resident memory {r['resident_mib'][0]:.0f} MiB after frame 2, {r['resident_mib'][1]:.0f} "
                   f"after frame {r['frames'] + 1})")
+    if any(r.get("peak_of") == "gpu" for r in rows):
+        print("peak GiB: the most GPU memory the allocator reserved (CUDA graph pools included)")
+    print("vs plain: frame 0 against the plain path's (fp32 eager, same tiles): mean/largest difference, 0-255 levels")
     if any(r.get("peak_of") == "rss" for r in rows):
         print("* CPU: the process's peak resident memory so far, not per row")
     if cpu:
@@ -441,20 +472,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     for token in args.speeds.split(","):
         parse_speed(token)
 
-    started = time.perf_counter()
-    rows: List[Dict[str, object]] = []
-    try:
-        for name in models:
-            for w, h, tiled in sizes:
-                rows += bench_model_size(name, w, h, tiled, args, device)
-                print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
-                      file=sys.stderr)
-        if not args.no_e2e:
-            w, h, _ = parse_size(args.e2e_size) if args.e2e_size else sizes[0]
-            rows.append(bench_end_to_end(models[0], w, h, args, device))
+    try:  # settings that no row could run with end the run before it starts
+        for token in args.speeds.split(","):
+            fast.plan_from_config(parse_speed(token), models[0], device)
     except DreamvidError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+
+    started = time.perf_counter()
+    rows: List[Dict[str, object]] = []
+    for name in models:
+        for w, h, tiled in sizes:
+            try:
+                rows += bench_model_size(name, w, h, tiled, args, device)
+            except DreamvidError as e:  # one configuration failing keeps the others' rows
+                rows.append({"model": name, "size": f"{w}x{h}", "tiled": tiled, "path": "-", "error": str(e)})
+                reset_memory(device)
+            print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
+                  file=sys.stderr)
+    if not args.no_e2e:
+        w, h, _ = parse_size(args.e2e_size) if args.e2e_size else sizes[0]
+        try:
+            rows.append(bench_end_to_end(models[0], w, h, args, device))
+        except DreamvidError as e:
+            rows.append({"model": models[0], "size": f"{w}x{h}", "path": "end to end (mode=video)", "error": str(e)})
     elapsed = time.perf_counter() - started
 
     info = hardware(device)

@@ -205,12 +205,17 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--models", "lite0", "--sizes", "64x48", "--e2e-frames", "3", "--device", "cpu",
+    assert bench.main(["--quick", "--models", "lite0", "--sizes", "64x48,96x64/tiled", "--speeds", "auto,bf16",
+                       "--tile-memory", "0.01", "--e2e-frames", "3", "--device", "cpu",
                        "--threads", str(torch.get_num_threads()), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["path"].split(":")[0] for r in rows] == ["naive", "dreamvid auto", "end to end (mode=video)"]
-    assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:2])
-    e2e = rows[2]
+    assert [r["path"].split(":")[0] for r in rows] == ["naive", "dreamvid auto", "dreamvid bf16", "-",
+                                                       "end to end (mode=video)"]
+    assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:3])
+    assert rows[1]["diff_from_plain"] == 0  # auto is the plain path on a CPU
+    assert 0 < rows[2]["diff_from_plain"] < 2 and rows[2]["max_diff_from_plain"] < 32  # bf16: near, not equal
+    assert "even in" in rows[3]["error"]  # a configuration that cannot run is a row, the others go on
+    e2e = rows[4]
     assert e2e["frames"] == 2 and e2e["size"] == "64x48"  # the steady state: the frames after the first
     assert 0 < e2e["fraction_with_startup"] < 1 and 0 < e2e["fraction_of_dream_only"] <= 1
     assert bench.parse_size("4k/tiled") == (3840, 2160, True)
