@@ -7,7 +7,7 @@ the detail (dreamed - octave base) up to the next, larger octave. Images are (B,
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +22,25 @@ Features = Callable[[torch.Tensor], Dict[str, torch.Tensor]]
 Callback = Optional[Callable[[dict], None]]
 
 
-def make_objective(features: Features, layers: Sequence[str], weights: Sequence[float] = (),
+Weight = Union[float, torch.Tensor]
+
+
+def make_objective(features: Features, layers: Sequence[str], weights: Union[Sequence[float], torch.Tensor] = (),
                    channels: Sequence[Sequence[int]] = (),
-                   guides: Optional[Dict[str, torch.Tensor]] = None, guide_weight: float = 1.0) -> Objective:
+                   guides: Optional[Dict[str, torch.Tensor]] = None, guide_weight: Weight = 1.0) -> Objective:
     """image -> scalar to maximise: the weighted mean square of each layer's (selected) activations.
 
     With `guides` (layer -> guide features (C, N)), each position is instead pulled towards the guide
-    feature it matches best by dot product (the notebook's guided dreaming).
+    feature it matches best by dot product (the notebook's guided dreaming). `weights` (one per layer)
+    and `guide_weight` may be tensors on the device (1-D and 0-d) that the caller changes in place
+    between steps: then one objective, and the CUDA graphs captured for it, serves every frame of a
+    weight schedule.
     """
     layers = list(layers)
+    if isinstance(weights, torch.Tensor):
+        if tuple(weights.shape) != (len(layers),):
+            raise DreamvidError(f"dream.layer_weights has {weights.numel()} values for {len(layers)} layers")
+        weights = list(weights.unbind())  # views of the caller's tensor: its later values are used
     weights = list(weights) or [1.0] * len(layers)
     channels = list(channels) or [[] for _ in layers]
     if len(weights) != len(layers):

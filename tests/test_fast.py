@@ -195,6 +195,25 @@ def test_bf16_channels_last_graphed_steps_equal_their_eager_steps_on_cuda():
     assert (a - b).abs().max() < 2e-3  # the same kernels; a stale graph input would be off by ~1e-2
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_graphs_replay_each_frames_scheduled_layer_weights_on_cuda(cfg_factory):
+    from dreamvid.pipeline.zoom import dreamer
+
+    layers = ["blocks.4", "blocks.6"]
+    cfg = cfg_factory("model.layers=[blocks.4,blocks.6]", "dream.layer_weights=[1,'0:(0), 4:(2)']",
+                      "speed.tile=0", "speed.graphs=on", "speed.precision=fp32", "speed.channels_last=off")
+    dream_frame = dreamer(cfg, torch.device("cuda"))
+    net = copy.deepcopy(feature_net("lite0", layers)).cuda()
+    x = image(64, 96).cuda()
+    s = {"octaves": 1, "octave_scale": 1.4, "iterations": fast.WARMUP_STEPS + 3, "step": 1.5, "jitter": 8,
+         "guide_weight": 1.0}
+    for t in (0, 2, 4):  # frame 0 warms up and captures; frames 2 and 4 replay with other weights
+        out = dream_frame(x, t, s)
+        ref = D.dream(x, D.make_objective(net, layers, [1.0, t / 2]), octaves=1, iterations=s["iterations"],
+                      step=1.5, jitter=8, generator=D.image_generator(cfg.seed, t))
+        assert (out - ref).abs().max() < 1e-3, t
+
+
 def test_the_benchmark_runs_and_writes_json(tmp_path):
     import importlib.util
     import json

@@ -30,3 +30,26 @@ def test_a_scheduled_zoom_changes_speed_where_the_schedule_says():
     moving = [d[t + 1] / d[t] for t in range(5, 9)]
     assert all(abs(r - 1.0) < 1e-3 for r in still), still  # zoom 1.0: the marker stays put
     assert all(abs(r - 2.0 ** (1 / fps)) < 0.01 for r in moving), moving  # 2x per second, compounded
+
+
+def test_a_layer_weight_schedule_keeps_one_objective_and_dreams_each_frames_weights(monkeypatch):
+    from dreamvid import dream as D
+    from dreamvid.model import feature_net
+    from dreamvid.pipeline import zoom
+
+    layers = ["blocks.4", "blocks.6"]
+    cfg = make_config("model.layers=[blocks.4,blocks.6]", "dream.layer_weights=[1,'0:(0), 4:(2)']",
+                      "dream.guide_weight=1", "speed.tile=0")
+    made = []
+    real = D.make_objective
+    monkeypatch.setattr(D, "make_objective", lambda *a, **k: made.append(1) or real(*a, **k))
+    dream_frame = zoom.dreamer(cfg, torch.device("cpu"))
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    s = {"octaves": 1, "octave_scale": 1.4, "iterations": 2, "step": 1.5, "jitter": 8, "guide_weight": 1.0}
+    feats = feature_net("lite0", layers)
+    for t in (0, 2, 4):
+        out = dream_frame(x, t, s)
+        ref = D.dream(x, real(feats, layers, [1.0, t / 2]), octaves=1, iterations=2, step=1.5, jitter=8,
+                      generator=D.image_generator(cfg.seed, t))
+        assert torch.allclose(out, ref, atol=1e-6), t
+    assert len(made) == 1  # the weights changed in place: one objective, so CUDA graphs are kept

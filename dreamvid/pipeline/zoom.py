@@ -47,16 +47,26 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
     guides = None
     if cfg.dream.guide:
         guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide), device), every_layer)
-    # The objective of the last frame, reused while its settings stay: a CUDA graph is captured per objective.
+    # The objective of the last frame, reused while its layers stay: a CUDA graph is captured per objective.
+    # Layer and guide weights (schedules may change them every frame) live in device tensors that the
+    # objective reads, updated in place, so the graphs serve every frame.
     last: dict = {}
 
     def dream_frame(x: torch.Tensor, t: int, s: dict) -> torch.Tensor:
         layers = layer_steps(t)
-        weights = [schedule.at(w, t, cfg.fps, "dream.layer_weights") for w in cfg.dream.layer_weights]
-        key = (tuple(layers), tuple(weights), s["guide_weight"])
-        if last.get("key") != key:
-            last.update(key=key, objective=D.make_objective(feats, layers, weights, cfg.dream.channels, guides,
-                                                            guide_weight=s["guide_weight"]))
+        weights = [float(schedule.at(w, t, cfg.fps, "dream.layer_weights")) for w in cfg.dream.layer_weights]
+        weights = weights or [1.0] * len(layers)
+        if last.get("layers") != layers:
+            w = torch.tensor(weights, dtype=torch.float32, device=device)
+            g = torch.tensor(float(s["guide_weight"]), dtype=torch.float32, device=device)
+            last.update(layers=layers, weights=weights, guide_weight=s["guide_weight"], w=w, g=g,
+                        objective=D.make_objective(feats, layers, w, cfg.dream.channels, guides, guide_weight=g))
+        if last["weights"] != weights:
+            last["w"].copy_(torch.tensor(weights, dtype=torch.float32))
+            last["weights"] = weights
+        if last["guide_weight"] != s["guide_weight"]:
+            last["g"].fill_(float(s["guide_weight"]))
+            last["guide_weight"] = s["guide_weight"]
 
         def run(step_fn) -> torch.Tensor:
             return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
