@@ -116,6 +116,15 @@ def test_dreamer_uses_the_fast_path_and_matches_plain_on_a_cpu(cfg_factory):
     assert torch.equal(out, ref)
 
 
+def step_both(graphed, other, objective, x, jitter):
+    """The same steps on two paths: WARMUP_STEPS eager steps, the capture and replays on the graphed one."""
+    a = b = x
+    for i in range(fast.WARMUP_STEPS + 3):
+        a = graphed(a, objective, step=1.5, jitter=jitter, generator=torch.Generator().manual_seed(i))
+        b = other(b, objective, step=1.5, jitter=jitter, generator=torch.Generator().manual_seed(i))
+    return a, b
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_graphed_steps_equal_eager_steps_on_cuda():
     net = copy.deepcopy(feature_net("lite0", LAYERS)).cuda()  # a copy: the CPU tests share the backbone
@@ -125,10 +134,7 @@ def test_graphed_steps_equal_eager_steps_on_cuda():
     sizes = [(96, 128), (68, 91)]
     for h, w in sizes:
         x = image(h, w).cuda()
-        a, b = x, x
-        for i in range(fast.WARMUP_STEPS + 3):  # eager warm-up steps, the capture, then replays
-            a = graphed(a, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
-            b = eager(b, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
+        a, b = step_both(graphed, eager, objective, x, 8)
         assert (a - b).abs().max() < 1e-3  # TF32 convolutions; a stale graph input would be off by ~1e-2
         g = graphed.gradient(x, objective)
         for _ in range(fast.WARMUP_STEPS):
@@ -146,10 +152,7 @@ def test_channel_objectives_are_captured_and_equal_eager_steps_on_cuda():
     objective = D.make_objective(net, LAYERS, channels=[[0, 3, 5]])
     graphed, eager = fast.Stepper(fast.Plan("fp32", False, True)), fast.Stepper(fast.Plan())
     x = image(64, 96).cuda()
-    a = b = x
-    for i in range(fast.WARMUP_STEPS + 3):
-        a = graphed(a, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
-        b = eager(b, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
+    a, b = step_both(graphed, eager, objective, x, 4)
     assert graphed.captures == 1
     assert (a - b).abs().max() < 1e-3
 
@@ -168,12 +171,9 @@ def test_an_objective_that_cannot_be_captured_still_dreams_on_cuda():
 
     graphed, eager = fast.Stepper(fast.Plan("fp32", False, True)), fast.Stepper(fast.Plan())
     x = image(64, 96).cuda()
-    a = b = x
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for i in range(fast.WARMUP_STEPS + 3):
-            a = graphed(a, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
-            b = eager(b, objective, step=1.5, jitter=4, generator=torch.Generator().manual_seed(i))
+        a, b = step_both(graphed, eager, objective, x, 4)
     assert graphed.captures == 0
     assert [str(w.message) for w in caught if "cannot be captured" in str(w.message)]
     assert (a - b).abs().max() < 1e-3
@@ -187,10 +187,7 @@ def test_bf16_channels_last_graphed_steps_equal_their_eager_steps_on_cuda():
     objective = D.make_objective(net, LAYERS)
     graphed, eager = fast.Stepper(p), fast.Stepper(fast.Plan("bf16", True, False))
     x = image(96, 128).cuda()
-    a = b = x
-    for i in range(fast.WARMUP_STEPS + 3):
-        a = graphed(a, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
-        b = eager(b, objective, step=1.5, jitter=8, generator=torch.Generator().manual_seed(i))
+    a, b = step_both(graphed, eager, objective, x, 8)
     assert graphed.captures == 1
     assert (a - b).abs().max() < 2e-3  # the same kernels; a stale graph input would be off by ~1e-2
 
