@@ -240,55 +240,61 @@ def run_row(kind: str, dream_once: Callable[[int], torch.Tensor], warm: Callable
     return row
 
 
-def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch.device) -> List[Dict[str, object]]:
+def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_iterations: int) -> Dict[str, object]:
+    naive = naive_dreamer(name, LAYERS[name], device)
+    random.seed(0)
+    return run_row("naive", lambda t: naive(x, args.octaves, 1.4, args.iterations, 1.5, 32),
+                   lambda: naive(x, args.octaves, 1.4, warm_iterations, 1.5, 32), device, args.frames)
+
+
+def bench_speed(token: str, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
+                warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
+    """(row, frame 0) of dreamvid's path with the levers of `token`; its graphs go when this returns."""
     from dreamvid.pipeline.zoom import dreamer
 
+    p = fast.plan_from_config(cfg.speed, cfg.model.name, device)
+    dream_frame = dreamer(cfg, device)
+    first: List[torch.Tensor] = []
+
+    def once(t: int) -> torch.Tensor:
+        out = dream_frame(x, t, s)
+        if t == 0:
+            first.append(out)
+        return out
+
+    warm_s = dict(s, iterations=warm_iterations)
+    row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device, args.frames)
+    row["plain"] = p.plain
+    return row, (first[0] if first else None)
+
+
+def dream_once(cfg: Config, x: torch.Tensor, s: dict, device: torch.device) -> torch.Tensor:
+    from dreamvid.pipeline.zoom import dreamer
+
+    return dreamer(cfg, device)(x, 0, s)
+
+
+def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch.device) -> List[Dict[str, object]]:
     layers = LAYERS[name]
     flops = flops_per_frame(name, layers, h, w, args.octaves, 1.4, args.iterations)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, h, w, generator=gen).to(device)
     warm_iterations = args.iterations if device.type == "cuda" else 1  # graphs capture after warm-up steps
-    rows: List[Dict[str, object]] = []
-
-    naive = naive_dreamer(name, layers, device)
-    random.seed(0)
-    row = run_row("naive", lambda t: naive(x, args.octaves, 1.4, args.iterations, 1.5, 32),
-                  lambda: naive(x, args.octaves, 1.4, warm_iterations, 1.5, 32), device, args.frames)
-    rows.append(row)
-    del naive
-
+    rows: List[Dict[str, object]] = [bench_naive(name, x, args, device, warm_iterations)]
+    # Frame 0 on the plain path (fp32 eager, the same tiles), made when a row needs it: the levers must
+    # make the dream faster, not different.
+    plain_cfg = bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device)
+    s = frame_settings(plain_cfg.dream, SCHEDULED["dream"], 0, plain_cfg.fps)
     reference: List[torch.Tensor] = []
-
-    def plain_reference(s: dict) -> torch.Tensor:
-        """Frame 0 dreamed on the plain path (fp32 eager, the same tiles): what the levers must not change."""
-        if not reference:
-            plain = dreamer(bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device), device)
-            reference.append(plain(x, 0, s))
-            del plain
-            reset_memory(device)
-        return reference[0]
-
     for token in args.speeds.split(","):
         cfg = bench_config(name, layers, w, h, tiled, parse_speed(token), args, device)
-        p = fast.plan_from_config(cfg.speed, name, device)
-        dream_frame = dreamer(cfg, device)
-        s = frame_settings(cfg.dream, SCHEDULED["dream"], 0, cfg.fps)
-        warm_s = dict(s, iterations=warm_iterations)
-        first: List[torch.Tensor] = []
-
-        def once(t: int) -> torch.Tensor:
-            out = dream_frame(x, t, s)
-            if t == 0:
-                first.append(out)
-            return out
-
-        row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device,
-                      args.frames)
-        del dream_frame
-        if first:  # mean and largest difference from the plain path's frame, 0-255 levels
-            diff = (first[0] - (first[0] if p.plain else plain_reference(s))).abs() * 255
+        row, frame0 = bench_speed(token, cfg, x, s, args, device, warm_iterations)
+        reset_memory(device)
+        if frame0 is not None:  # mean and largest difference from the plain path's frame, 0-255 levels
+            if not row["plain"] and not reference:
+                reference.append(dream_once(plain_cfg, x, s, device))
+            diff = (frame0 - (frame0 if row["plain"] else reference[0])).abs() * 255
             row.update(diff_from_plain=float(diff.mean()), max_diff_from_plain=float(diff.max()))
-            del first[:], diff
         rows.append(row)
     base = rows[0].get("s_per_frame")
     for row in rows:

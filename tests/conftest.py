@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy as np
 import pytest
