@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -50,15 +50,23 @@ class Plan:
     precision: str = "fp32"  # fp32 | bf16 (network under autocast)
     channels_last: bool = False
     graphs: bool = False
+    fold_bn: bool = False  # batch norms folded into the convolutions before them
+
+    @property
+    def plain_step(self) -> bool:
+        """The step is `dream.dream_step` itself (the network may still be folded)."""
+        return self.precision == "fp32" and not self.channels_last and not self.graphs
 
     @property
     def plain(self) -> bool:
-        return self.precision == "fp32" and not self.channels_last and not self.graphs
+        """No lever at all: the reference the others are compared with."""
+        return self.plain_step and not self.fold_bn
 
     def describe(self) -> str:
         if self.plain:
             return "fp32 eager (plain)"
-        return " + ".join([self.precision] + ["channels_last"] * self.channels_last + ["graphs"] * self.graphs)
+        return " + ".join([self.precision] + ["channels_last"] * self.channels_last + ["graphs"] * self.graphs
+                          + ["folded BN"] * self.fold_bn)
 
 
 def _choice(value: str, choices: Tuple[str, ...], name: str) -> str:
@@ -68,11 +76,16 @@ def _choice(value: str, choices: Tuple[str, ...], name: str) -> str:
 
 
 def plan(model_name: str, device: torch.device | str, *, precision: str = "auto", graphs: str = "auto",
-         channels_last: str = "auto") -> Plan:
-    """The levers for `model_name` on `device`; `auto` follows the measurements in MEASURED."""
+         channels_last: str = "auto", fold_bn: str = "auto") -> Plan:
+    """The levers for `model_name` on `device`; `auto` follows the measurements in MEASURED.
+
+    Folding batch norms is exact up to float rounding and removes a pass over every activation forward
+    and backward, so `auto` folds everywhere.
+    """
     _choice(precision, PRECISIONS, "precision")
     _choice(graphs, SWITCHES, "graphs")
     _choice(channels_last, SWITCHES, "channels_last")
+    _choice(fold_bn, SWITCHES, "fold_bn")
     cuda = torch.device(device).type == "cuda"
     if precision == "auto":
         precision = "bf16" if cuda and model_name in BF16_MODELS else "fp32"
@@ -82,23 +95,62 @@ def plan(model_name: str, device: torch.device | str, *, precision: str = "auto"
         layout = channels_last == "on"
     if graphs == "on" and not cuda:
         raise DreamvidError("speed.graphs=on needs a CUDA device: use speed.graphs=auto or off on the CPU")
-    return Plan(precision, layout, cuda if graphs == "auto" else graphs == "on")
+    return Plan(precision, layout, cuda if graphs == "auto" else graphs == "on", fold_bn != "off")
 
 
 def plan_from_config(speed, model_name: str, device: torch.device | str) -> Plan:
     """`plan` for a SpeedConfig."""
     return plan(model_name, device, precision=speed.precision, graphs=speed.graphs,
-                channels_last=speed.channels_last)
+                channels_last=speed.channels_last, fold_bn=speed.fold_bn)
 
 
 def prepare(net: nn.Module, p: Plan) -> nn.Module:
-    """The network laid out for the plan: a channels_last copy when asked, else the network itself.
+    """The network made ready for the plan: a copy with its batch norms folded and/or in channels_last
+    when asked, else the network itself.
 
     A copy, because the backbone is shared by every FeatureNet of the process (`model.load_backbone`).
     """
-    if not p.channels_last:
+    if not (p.channels_last or p.fold_bn):
         return net
-    return copy.deepcopy(net).to(memory_format=torch.channels_last)
+    net = copy.deepcopy(net)
+    if p.fold_bn:
+        tapped = getattr(net, "tapped_modules", None)
+        fold_batchnorm(net, keep=tapped() if tapped is not None else ())
+    if p.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def fold_batchnorm(net: nn.Module, keep: Iterable[nn.Module] = ()) -> int:
+    """Fold each eval-mode BatchNorm2d into the Conv2d registered just before it, in place; returns how many.
+
+    keep: convolutions whose own output is read (a dream layer), left unfolded.
+
+    conv -> bn becomes one conv with weight * s and bias (b - mean) * s + beta, s = gamma / sqrt(var + eps),
+    and the batch norm becomes an Identity, so the module's forward and its layer names stay as they were
+    (a dream layer that is a batch norm's output reads the folded convolution's output, the same values).
+    Every network here registers a convolution and its batch norm as neighbours in forward order
+    (EfficientNet-Lite's blocks, torchvision's BasicConv2d, ResNet's blocks); tests compare each
+    network's layers before and after.
+    """
+    folded, keep = 0, {id(m) for m in keep}
+    for parent in list(net.modules()):
+        children = list(parent.named_children())
+        for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and id(conv) not in keep
+                    and bn.num_features == conv.out_channels and bn.track_running_stats and not bn.training):
+                continue
+            with torch.no_grad():
+                scale = bn.running_var.add(bn.eps).rsqrt()
+                if bn.affine:
+                    scale = scale * bn.weight
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                bias = (bias - bn.running_mean) * scale + (bn.bias if bn.affine else 0.0)
+                conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+                conv.bias = nn.Parameter(bias, requires_grad=False)
+            setattr(parent, bn_name, nn.Identity())
+            folded += 1
+    return folded
 
 
 def jitter_offsets(jitter: int, generator: Optional[torch.Generator] = None) -> Tuple[int, int]:
@@ -146,7 +198,7 @@ class Stepper:
     # -- the public steps ------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, objective: Objective, *, step: float = 1.5, jitter: int = 32,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        if self.plan.plain:
+        if self.plan.plain_step:
             return dream_step(x, objective, step=step, jitter=jitter, generator=generator)
         dy, dx = jitter_offsets(jitter, generator)
         # Rolling, stepping and rolling back equals stepping on the rolled gradient: mean|g| does not

@@ -389,6 +389,14 @@ class FeatureNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+    def tapped_modules(self) -> List[nn.Module]:
+        """The modules whose own output is a requested layer (a convolution there must not absorb the
+        batch norm after it)."""
+        if self.lite:
+            return []  # every Lite layer is read after its batch norm
+        wanted = {self.alias_of(n) for n in self.layers}
+        return [unit for name, unit in zip(self.unit_names, self.units) if name in wanted]
+
     def alias_of(self, layer: str) -> str:
         for unit, alias in self.alias.items():
             if alias == layer:

@@ -9,7 +9,7 @@ The naive loop is what public PyTorch DeepDream code does: the whole network run
 truncation), a forward hook on the dream layer, a random roll drawn with Python's `random` each step,
 the gradient read from `.grad` of a leaf image, fp32, eager. dreamvid's path is `zoom.dreamer`, the
 function every mode dreams a frame with: the network cut after the deepest dream layer plus the
-`speed.*` levers (`--speeds`: `auto`, or `+`-joined `fp32|bf16`, `cl`, `graphs`). Weights are untrained
+`speed.*` levers (`--speeds`: `auto`, or `+`-joined `fp32|bf16`, `cl`, `graphs`, `fold`). Weights are untrained
 (`model.weights=random`): the speed does not depend on them, and nothing is downloaded.
 
 Effective TFLOP/s count the work dreamvid needs, once per configuration: FlopCounterMode over one step
@@ -79,17 +79,20 @@ def parse_size(token: str) -> Tuple[int, int, bool]:
 
 
 def parse_speed(token: str) -> SpeedConfig:
-    """'auto' | '+'-joined fp32|bf16, cl, graphs, eager -> a SpeedConfig (tiles set per size)."""
+    """'auto' | '+'-joined fp32|bf16, cl, graphs, fold, eager -> a SpeedConfig (tiles set per size).
+
+    A lever not named is off: 'fp32+eager' is the plain path, 'bf16+cl+graphs+fold' everything.
+    """
     token = token.strip().lower()
     if token == "auto":
         return SpeedConfig()
     parts = set(token.split("+"))
-    unknown = parts - {"fp32", "bf16", "cl", "graphs", "eager"}
+    unknown = parts - {"fp32", "bf16", "cl", "graphs", "eager", "fold"}
     if unknown:
         raise SystemExit(f"bench: speed {token!r}: unknown part {sorted(unknown)[0]!r}; "
                          f"use auto or e.g. bf16+cl+graphs")
     return SpeedConfig(precision="bf16" if "bf16" in parts else "fp32", channels_last="on" if "cl" in parts else "off",
-                       graphs="on" if "graphs" in parts else "off")
+                       graphs="on" if "graphs" in parts else "off", fold_bn="on" if "fold" in parts else "off")
 
 
 def sync(device: torch.device) -> None:

@@ -2,10 +2,11 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from dreamvid import dream as D
 from dreamvid import fast
-from dreamvid.model import DreamvidError, feature_net, load_backbone
+from dreamvid.model import MODELS, RANDOM, DreamvidError, FeatureNet, feature_net, layer_names, load_backbone
 
 LAYERS = ["blocks.4"]
 
@@ -23,10 +24,11 @@ def cosine(a, b):
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
-def test_auto_is_the_plain_path_on_a_cpu():
+def test_auto_on_a_cpu_folds_batch_norms_and_steps_plainly():
     for name in ("lite0", "googlenet", "vgg16"):
         p = fast.plan(name, "cpu")
-        assert p.plain and p == fast.Plan()
+        assert p.plain_step and not p.plain and p == fast.Plan(fold_bn=True)
+    assert fast.plan("lite0", "cpu", fold_bn="off").plain
     _, stepper = fast.make_stepper("vgg16", "cpu")
     x = image()
 
@@ -40,11 +42,11 @@ def test_auto_is_the_plain_path_on_a_cpu():
 
 def test_auto_on_cuda_follows_the_measurements():
     # plan() only reads the device type: no GPU is touched
-    assert fast.plan("vgg16", "cuda") == fast.Plan("bf16", True, True)
-    assert fast.plan("googlenet", "cuda") == fast.Plan("fp32", False, True)
-    assert fast.plan("lite0", "cuda") == fast.Plan("fp32", False, True)
-    assert fast.plan("googlenet", "cuda", precision="bf16") == fast.Plan("bf16", True, True)
-    assert fast.plan("vgg16", "cuda", graphs="off", channels_last="off") == fast.Plan("bf16", False, False)
+    assert fast.plan("vgg16", "cuda") == fast.Plan("bf16", True, True, True)
+    assert fast.plan("googlenet", "cuda") == fast.Plan("fp32", False, True, True)
+    assert fast.plan("lite0", "cuda") == fast.Plan("fp32", False, True, True)
+    assert fast.plan("googlenet", "cuda", precision="bf16") == fast.Plan("bf16", True, True, True)
+    assert fast.plan("vgg16", "cuda", graphs="off", channels_last="off", fold_bn="off") == fast.Plan("bf16")
 
 
 def test_bad_settings_say_how_to_fix_them():
@@ -54,6 +56,35 @@ def test_bad_settings_say_how_to_fix_them():
         fast.plan("lite0", "cpu", graphs="on")
     with pytest.raises(DreamvidError, match="speed.channels_last"):
         fast.plan("lite0", "cpu", channels_last="yes")
+    with pytest.raises(DreamvidError, match="speed.fold_bn must be one of auto, on, off"):
+        fast.plan("lite0", "cpu", fold_bn="yes")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_folding_batch_norms_keeps_every_layer_of_every_model(name):
+    net = copy.deepcopy(load_backbone(name, RANDOM))
+    g = torch.Generator().manual_seed(0)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:  # statistics far from the identity, so that a wrong fold shows
+        c = m.num_features
+        m.running_mean.copy_(0.3 * torch.randn(c, generator=g))
+        m.running_var.copy_(0.5 + torch.rand(c, generator=g))
+        m.weight.data.copy_(0.5 + torch.rand(c, generator=g))
+        m.bias.data.copy_(0.2 * torch.randn(c, generator=g))
+    layers = list(layer_names(name))
+    plain = FeatureNet(net, layers, model_name=name)
+    folded = fast.prepare(plain, fast.Plan(fold_bn=True))
+    # all folded but a batch norm after a convolution whose own output is dreamed (ResNet's conv1)
+    tapped, units = plain.tapped_modules(), list(getattr(plain, "units", []))
+    kept = sum(isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and any(a is t for t in tapped)
+               for a, b in zip(units, units[1:]))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == kept == (name == "resnet50")
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules()) == bool(norms)  # the original stays
+    x = image(128, 128)
+    with torch.no_grad():
+        a, b = plain(x), folded(x)
+    for layer in layers:
+        assert (a[layer] - b[layer]).abs().max() <= 1e-4 * a[layer].abs().max() + 1e-6, layer
 
 
 def test_fp32_fast_step_equals_the_plain_step(feats):
@@ -106,14 +137,16 @@ def test_dream_takes_a_step_function(feats):
 def test_dreamer_uses_the_fast_path_and_matches_plain_on_a_cpu(cfg_factory):
     from dreamvid.pipeline.zoom import dreamer
 
-    cfg = cfg_factory("model.layers=[blocks.4]", "speed.tile=0")
     x = image()
-    dream_frame = dreamer(cfg, torch.device("cpu"))
     s = {"octaves": 2, "octave_scale": 1.4, "iterations": 2, "step": 1.5, "jitter": 8, "guide_weight": 1.0}
-    out = dream_frame(x, 3, s)
     ref = D.dream(x, D.make_objective(feature_net("lite0", ["blocks.4"]), ["blocks.4"]), octaves=2,
-                  iterations=2, step=1.5, jitter=8, generator=D.image_generator(cfg.seed, 3))
-    assert torch.equal(out, ref)
+                  iterations=2, step=1.5, jitter=8, generator=D.image_generator(0, 3))
+    plain = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "speed.fold_bn=off", "seed=0"),
+                    torch.device("cpu"))
+    assert torch.equal(plain(x, 3, s), ref)
+    folded = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "seed=0"), torch.device("cpu"))
+    out = folded(x, 3, s)
+    assert 0 < (out - ref).abs().max() < 1e-4  # the same dream up to float rounding
 
 
 def step_both(graphed, other, objective, x, jitter):
@@ -228,7 +261,7 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     assert [r["path"].split(":")[0] for r in rows] == ["naive", "dreamvid auto", "dreamvid bf16", "-",
                                                        "end to end (mode=video)"]
     assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:3])
-    assert rows[1]["diff_from_plain"] == 0  # auto is the plain path on a CPU
+    assert "folded BN" in rows[1]["path"] and rows[1]["diff_from_plain"] < 0.01  # auto on a CPU: rounding only
     assert 0 < rows[2]["diff_from_plain"] < 2 and rows[2]["max_diff_from_plain"] < 32  # bf16: near, not equal
     assert "even in" in rows[3]["error"]  # a configuration that cannot run is a row, the others go on
     e2e = rows[4]
