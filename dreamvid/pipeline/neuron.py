@@ -8,6 +8,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from .. import fast
 from .. import neuron as N
 from ..config import Config
 from ..model import DreamvidError, feature_net, resolve_device
@@ -92,6 +93,8 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     device = resolve_device(cfg.device)
     layer = neuron_layer(cfg)
     feats = feature_net(cfg.model.name, [layer], cfg.model.weights, device)
+    if fast.plan_from_config(cfg.speed, cfg.model.name, device).fold_bn:  # the one speed lever neuron mode uses
+        feats = fast.prepare(feats, fast.Plan(fold_bn=True))
     with torch.no_grad():
         n_channels = feats(torch.zeros(1, 3, n.size, n.size, device=device))[layer].shape[1]
     channels = N.parse_channels(cfg.channels, n_channels, layer=layer)
