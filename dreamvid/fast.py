@@ -38,6 +38,10 @@ MEASURED: Dict[str, Tuple[Optional[float], ...]] = {
 # (1.8x eager); on the small nets it was slower in eager mode (the layout and cast kernels add launches
 # to a launch-bound loop), and whether it pays once graphed is still to be measured, so they stay fp32.
 BF16_MODELS = ("vgg16", "vgg19")
+# Models for which `auto` turns on torch.backends.cudnn.benchmark on CUDA: cuDNN times every algorithm
+# for each octave's (fixed) shapes in the warm-up steps and keeps the fastest. Unmeasured so far, so none:
+# the benchmark's `tune` rows measure it (docs/benchmarks.md).
+CUDNN_BENCHMARK_MODELS: Tuple[str, ...] = ()
 # Eager steps per shape before its graph is captured: the lazy initialisations (cuDNN algorithm choice,
 # cuBLAS workspaces, autograd's device threads) must happen outside the capture. Their results are used.
 WARMUP_STEPS = 3
@@ -51,6 +55,7 @@ class Plan:
     channels_last: bool = False
     graphs: bool = False
     fold_bn: bool = False  # batch norms folded into the convolutions before them
+    cudnn_benchmark: bool = False  # cuDNN times its algorithms for each octave's shapes (process-wide)
 
     @property
     def plain_step(self) -> bool:
@@ -66,7 +71,7 @@ class Plan:
         if self.plain:
             return "fp32 eager (plain)"
         return " + ".join([self.precision] + ["channels_last"] * self.channels_last + ["graphs"] * self.graphs
-                          + ["folded BN"] * self.fold_bn)
+                          + ["folded BN"] * self.fold_bn + ["cudnn.benchmark"] * self.cudnn_benchmark)
 
 
 def _choice(value: str, choices: Tuple[str, ...], name: str) -> str:
@@ -76,7 +81,7 @@ def _choice(value: str, choices: Tuple[str, ...], name: str) -> str:
 
 
 def plan(model_name: str, device: torch.device | str, *, precision: str = "auto", graphs: str = "auto",
-         channels_last: str = "auto", fold_bn: str = "auto") -> Plan:
+         channels_last: str = "auto", fold_bn: str = "auto", cudnn_benchmark: str = "auto") -> Plan:
     """The levers for `model_name` on `device`; `auto` follows the measurements in MEASURED.
 
     Folding batch norms is exact up to float rounding and removes a pass over every activation forward
@@ -86,6 +91,7 @@ def plan(model_name: str, device: torch.device | str, *, precision: str = "auto"
     _choice(graphs, SWITCHES, "graphs")
     _choice(channels_last, SWITCHES, "channels_last")
     _choice(fold_bn, SWITCHES, "fold_bn")
+    _choice(cudnn_benchmark, SWITCHES, "cudnn_benchmark")
     cuda = torch.device(device).type == "cuda"
     if precision == "auto":
         precision = "bf16" if cuda and model_name in BF16_MODELS else "fp32"
@@ -93,15 +99,17 @@ def plan(model_name: str, device: torch.device | str, *, precision: str = "auto"
         layout = cuda and precision == "bf16"  # measured as a pair
     else:
         layout = channels_last == "on"
-    if graphs == "on" and not cuda:
-        raise DreamvidError("speed.graphs=on needs a CUDA device: use speed.graphs=auto or off on the CPU")
-    return Plan(precision, layout, cuda if graphs == "auto" else graphs == "on", fold_bn != "off")
+    for name, value in (("graphs", graphs), ("cudnn_benchmark", cudnn_benchmark)):
+        if value == "on" and not cuda:
+            raise DreamvidError(f"speed.{name}=on needs a CUDA device: use speed.{name}=auto or off on the CPU")
+    tune = cuda and model_name in CUDNN_BENCHMARK_MODELS if cudnn_benchmark == "auto" else cudnn_benchmark == "on"
+    return Plan(precision, layout, cuda if graphs == "auto" else graphs == "on", fold_bn != "off", tune)
 
 
 def plan_from_config(speed, model_name: str, device: torch.device | str) -> Plan:
     """`plan` for a SpeedConfig."""
     return plan(model_name, device, precision=speed.precision, graphs=speed.graphs,
-                channels_last=speed.channels_last, fold_bn=speed.fold_bn)
+                channels_last=speed.channels_last, fold_bn=speed.fold_bn, cudnn_benchmark=speed.cudnn_benchmark)
 
 
 def prepare(net: nn.Module, p: Plan) -> nn.Module:

@@ -9,7 +9,7 @@ The naive loop is what public PyTorch DeepDream code does: the whole network run
 truncation), a forward hook on the dream layer, a random roll drawn with Python's `random` each step,
 the gradient read from `.grad` of a leaf image, fp32, eager. dreamvid's path is `zoom.dreamer`, the
 function every mode dreams a frame with: the network cut after the deepest dream layer plus the
-`speed.*` levers (`--speeds`: `auto`, or `+`-joined `fp32|bf16`, `cl`, `graphs`, `fold`). Weights are untrained
+`speed.*` levers (`--speeds`: `auto`, or `+`-joined `fp32|bf16`, `cl`, `graphs`, `fold`, `tune`). Weights are untrained
 (`model.weights=random`): the speed does not depend on them, and nothing is downloaded.
 
 Effective TFLOP/s count the work dreamvid needs, once per configuration: FlopCounterMode over one step
@@ -79,7 +79,7 @@ def parse_size(token: str) -> Tuple[int, int, bool]:
 
 
 def parse_speed(token: str) -> SpeedConfig:
-    """'auto' | '+'-joined fp32|bf16, cl, graphs, fold, eager -> a SpeedConfig (tiles set per size).
+    """'auto' | '+'-joined fp32|bf16, cl, graphs, fold, tune (cudnn.benchmark), eager -> a SpeedConfig.
 
     A lever not named is off: 'fp32+eager' is the plain path, 'bf16+cl+graphs+fold' everything.
     """
@@ -87,12 +87,13 @@ def parse_speed(token: str) -> SpeedConfig:
     if token == "auto":
         return SpeedConfig()
     parts = set(token.split("+"))
-    unknown = parts - {"fp32", "bf16", "cl", "graphs", "eager", "fold"}
+    unknown = parts - {"fp32", "bf16", "cl", "graphs", "eager", "fold", "tune"}
     if unknown:
         raise SystemExit(f"bench: speed {token!r}: unknown part {sorted(unknown)[0]!r}; "
                          f"use auto or e.g. bf16+cl+graphs")
     return SpeedConfig(precision="bf16" if "bf16" in parts else "fp32", channels_last="on" if "cl" in parts else "off",
-                       graphs="on" if "graphs" in parts else "off", fold_bn="on" if "fold" in parts else "off")
+                       graphs="on" if "graphs" in parts else "off", fold_bn="on" if "fold" in parts else "off",
+                       cudnn_benchmark="on" if "tune" in parts else "off")
 
 
 def sync(device: torch.device) -> None:
@@ -253,9 +254,18 @@ def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_ite
 def bench_speed(token: str, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
                 warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
     """(row, frame 0) of dreamvid's path with the levers of `token`; its graphs go when this returns."""
+    p = fast.plan_from_config(cfg.speed, cfg.model.name, device)
+    tuned = torch.backends.cudnn.benchmark
+    try:
+        return _bench_speed(token, p, cfg, x, s, args, device, warm_iterations)
+    finally:
+        torch.backends.cudnn.benchmark = tuned  # the dreamer sets it process-wide: not for the next row
+
+
+def _bench_speed(token: str, p: fast.Plan, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
+                 warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
     from dreamvid.pipeline.zoom import dreamer
 
-    p = fast.plan_from_config(cfg.speed, cfg.model.name, device)
     dream_frame = dreamer(cfg, device)
     first: List[torch.Tensor] = []
 

@@ -60,5 +60,6 @@ m = probe(f"{out}/clip_dream.mp4")
 print(m.size, m.fps, m.frames, m.duration, m.has_audio)
 assert m.frames == 60 and m.has_audio
 EOF
-step bench "$PY" scripts/bench.py --speeds auto,fp32+graphs,bf16+cl+graphs+fold --json "$out/bench.json" "$@"
+step bench "$PY" scripts/bench.py --speeds auto,fp32+graphs,bf16+cl+graphs+fold,bf16+cl+graphs+fold+tune \
+    --json "$out/bench.json" "$@"
 exit $status

@@ -58,6 +58,14 @@ def test_bad_settings_say_how_to_fix_them():
         fast.plan("lite0", "cpu", channels_last="yes")
     with pytest.raises(DreamvidError, match="speed.fold_bn must be one of auto, on, off"):
         fast.plan("lite0", "cpu", fold_bn="yes")
+    with pytest.raises(DreamvidError, match="speed.cudnn_benchmark=on needs a CUDA device"):
+        fast.plan("lite0", "cpu", cudnn_benchmark="on")
+
+
+def test_cudnn_benchmark_is_asked_for_and_off_until_measured():
+    assert not fast.plan("vgg16", "cuda").cudnn_benchmark  # fast.CUDNN_BENCHMARK_MODELS is empty so far
+    tuned = fast.plan("vgg16", "cuda", cudnn_benchmark="on")
+    assert tuned.cudnn_benchmark and tuned.describe().endswith("cudnn.benchmark")
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -269,3 +277,6 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     assert 0 < e2e["fraction_with_startup"] < 1 and 0 < e2e["fraction_of_dream_only"] <= 1
     assert bench.parse_size("4k/tiled") == (3840, 2160, True)
     assert bench.parse_speed("bf16+cl+graphs").graphs == "on"
+    full = bench.parse_speed("bf16+cl+graphs+fold+tune")
+    assert (full.fold_bn, full.cudnn_benchmark) == ("on", "on")
+    assert bench.parse_speed("fp32+eager").fold_bn == "off"

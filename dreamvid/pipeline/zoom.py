@@ -40,6 +40,8 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
     layer_steps = schedule.parse_steps(list(cfg.dream.layers) or list(cfg.model.layers), "dream.layers")
     every_layer = list(dict.fromkeys(n for t in layer_steps.keyframes for n in layer_steps(t)))
     plan, stepper = fast.make_stepper(cfg.model.name, device, cfg.speed)
+    if plan.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True  # the octaves' shapes are fixed: timed once, in the warm-up steps
     feats = fast.prepare(feature_net(cfg.model.name, every_layer, cfg.model.weights, device), plan)
     budget = cfg.speed.tile_memory * 2**30 if cfg.speed.tile_memory > 0 else None
     frame_steps = tiling.FrameSteps(stepper, feats, every_layer, device, tile=cfg.speed.tile,
