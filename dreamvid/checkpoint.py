@@ -27,6 +27,9 @@ from .model import DreamvidError
 
 STATE_SUFFIX = ".state"
 STATE_FILE = "state.pt"
+# Raised when a release dreams the same settings into other frames (2: folded batch norms and the step's
+# zero guard), so that a checkpoint of an earlier one is not resumed into a mixed render.
+FORMAT = 2
 
 # Settings that do not change the frames a render produces.
 _NOT_IN_KEY = ("progress", "resume", "overwrite", "device", "output")
@@ -57,10 +60,22 @@ def render_key(config: Dict[str, Any], files: Tuple[Optional[str], ...] = ()) ->
         if isinstance(settings.get(section), dict):
             settings[section] = {k: v for k, v in settings[section].items() if k not in names}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(f"format {FORMAT}".encode())
     for path in files:
         if path and os.path.isfile(path):
             h.update(_file_digest(path).encode())
     return h.hexdigest()[:16]
+
+
+def _to_host(value: Any) -> Any:
+    """value with every tensor in it (in dicts, lists, tuples) copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
 
 
 class Checkpoint:
@@ -78,6 +93,9 @@ class Checkpoint:
             return None
         data = torch.load(os.path.join(self.dir, STATE_FILE), map_location="cpu", weights_only=False)
         if data.get("key") != self.key:
+            if data.get("format", 1) != FORMAT:
+                raise DreamvidError(f"{self.dir} holds the checkpoint of an earlier dreamvid, which dreams these "
+                                    f"settings into other frames: delete that folder to start again")
             raise DreamvidError(f"{self.dir} holds the checkpoint of a different render (settings or input "
                                 f"changed): resume it with its own settings, or delete that folder to start again")
         return int(data["next"]), data["state"]
@@ -118,14 +136,16 @@ class Checkpoint:
     def save_state(self, index: int, state: Any) -> None:
         """Frames 0..index are saved; `state` is what frame index + 1 needs.
 
-        Tensors in it may be on the GPU: torch.save copies them to the host here (in the writer's thread,
-        and only for the states that are written), so they must not be changed in place after `add`;
-        `load` maps them to the CPU.
+        Tensors in it may be on the GPU: they are copied to the host here (in the writer's thread, and only
+        for the states that are written), so they must not be changed in place after `add`. The copy
+        comes first, so that a GPU error is reported as itself, not as an unwritable folder.
         """
+        state = _to_host(state)
         os.makedirs(self.dir, exist_ok=True)
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         try:
-            torch.save({"key": self.key, "next": index + 1, "state": state, "config": self.config}, tmp)
+            torch.save({"key": self.key, "format": FORMAT, "next": index + 1, "state": state,
+                        "config": self.config}, tmp)
         except (OSError, RuntimeError):
             self._remove(tmp)
             raise DreamvidError(f"cannot write checkpoint in {self.dir}: {why_unwritable(self.dir)}") from None

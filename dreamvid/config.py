@@ -89,7 +89,9 @@ class SpeedConfig:
     graphs: str = "auto"  # auto | on | off: capture each octave's step in a CUDA graph (CUDA only)
     channels_last: str = "auto"  # auto | on | off: NHWC layout for the network
     fold_bn: str = "auto"  # auto | on | off: batch norms folded into their convolutions (auto: on)
-    cudnn_benchmark: str = "auto"  # auto | on | off: cuDNN picks algorithms by timing them (CUDA; process-wide)
+    # auto | on | off: cuDNN picks algorithms by timing them (CUDA). Timings vary from run to run, so a
+    # resumed render may then pick other algorithms and differ from an uninterrupted one by float rounding.
+    cudnn_benchmark: str = "auto"
     tile: int = -1  # tile side in px; 0: whole frames; -1: tiles only where free GPU memory asks (never on a CPU)
     tile_overlap: int = 64  # px shared by neighbouring tiles, blended
     tile_memory: float = 0.0  # GiB auto tiles may use; 0: 80% of the free GPU memory

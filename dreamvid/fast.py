@@ -65,7 +65,7 @@ class Plan:
     @property
     def plain(self) -> bool:
         """No lever at all: the reference the others are compared with."""
-        return self.plain_step and not self.fold_bn
+        return self.plain_step and not self.fold_bn and not self.cudnn_benchmark
 
     def describe(self) -> str:
         if self.plain:
@@ -118,10 +118,11 @@ def prepare(net: nn.Module, p: Plan) -> nn.Module:
 
     A copy, because the backbone is shared by every FeatureNet of the process (`model.load_backbone`).
     """
-    if not (p.channels_last or p.fold_bn):
+    fold = p.fold_bn and any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    if not (p.channels_last or fold):
         return net
     net = copy.deepcopy(net)
-    if p.fold_bn:
+    if fold:
         tapped = getattr(net, "tapped_modules", None)
         fold_batchnorm(net, keep=tapped() if tapped is not None else ())
     if p.channels_last:

@@ -30,8 +30,9 @@ StepFn = Callable[..., torch.Tensor]
 
 # Peak memory of a step over the bytes autograd saves in the forward pass (both per input pixel). On a
 # CPU, sampling the allocator after every operation of a step at 256 and 512 px, the slope of the peak
-# was 0.92x the saved bytes for lite0, 1.06x for GoogLeNet, 1.10x for VGG16 (2026-11-29): the backward
-# frees saved tensors as it makes gradients. 1.5 leaves room for the CUDA caching allocator's rounding
+# was 0.92x the saved bytes for lite0, 1.06x for GoogLeNet, 1.10x for VGG16, and with the batch norms
+# folded (what the planner sees by default) 1.03x and 1.08x (2026-11-29, scripts/step_memory.py): the
+# backward frees saved tensors as it makes gradients. 1.5 leaves room for the CUDA caching allocator's rounding
 # and fragmentation; cuDNN workspaces come out of RESERVE. scripts/bench.py prints the 4K tiled rows'
 # GPU peak against their budget.
 PEAK_OVER_SAVED = 1.5

@@ -14,10 +14,13 @@ function every mode dreams a frame with: the network cut after the deepest dream
 
 Effective TFLOP/s count the work dreamvid needs, once per configuration: FlopCounterMode over one step
 (forward and backward to the image) per octave size on the meta device, times the iterations. Peak memory
-is `torch.cuda.max_memory_allocated` on a GPU; on a CPU the process's peak RSS so far (a note, not per row).
+is `torch.cuda.max_memory_reserved` on a GPU (the CUDA graphs' pools included); on a CPU the process's
+peak RSS so far (a note, not per row).
 A size ending in `/tiled` dreams in tiles sized for `--tile-memory` GiB (the naive loop runs untiled).
-The end-to-end row times `mode=video` (decode, flow, dream, encode) on a generated clip against the time
-spent inside its dream calls, in the steady state (after the first frame) and with the start-up.
+The end-to-end row (measured first) times `mode=video` (decode, flow, dream, encode) on a generated clip
+against the time spent inside its dream calls, in the steady state (after the first frame) and with the
+start-up. The JSON is rewritten after each configuration, and a SIGTERM (a time limit) ends the run with
+the table and the JSON of the rows measured so far.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import os
 import platform
 import random
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -277,7 +281,7 @@ def _bench_speed(token: str, p: fast.Plan, cfg: Config, x: torch.Tensor, s: dict
 
     warm_s = dict(s, iterations=warm_iterations)
     row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device, args.frames)
-    row["plain"] = p.plain
+    row["plain"], row["tile"] = p.plain, dream_frame.tile_for(x.shape[-2], x.shape[-1])
     return row, (first[0] if first else None)
 
 
@@ -294,19 +298,21 @@ def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch
     x = torch.rand(1, 3, h, w, generator=gen).to(device)
     warm_iterations = args.iterations if device.type == "cuda" else 1  # graphs capture after warm-up steps
     rows: List[Dict[str, object]] = [bench_naive(name, x, args, device, warm_iterations)]
-    # Frame 0 on the plain path (fp32 eager, the same tiles), made when a row needs it: the levers must
-    # make the dream faster, not different.
+    # Frame 0 on the plain path (fp32 eager, in the tiles the row used), made when a row needs it: the
+    # levers must make the dream faster, not different.
     plain_cfg = bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device)
     s = frame_settings(plain_cfg.dream, SCHEDULED["dream"], 0, plain_cfg.fps)
-    reference: List[torch.Tensor] = []
+    reference: Dict[int, torch.Tensor] = {}  # tile side (0: whole frame) -> the plain frame 0
     for token in args.speeds.split(","):
         cfg = bench_config(name, layers, w, h, tiled, parse_speed(token), args, device)
         row, frame0 = bench_speed(token, cfg, x, s, args, device, warm_iterations)
         reset_memory(device)
         if frame0 is not None:  # mean and largest difference from the plain path's frame, 0-255 levels
-            if not row["plain"] and not reference:
-                reference.append(dream_once(plain_cfg, x, s, device))
-            diff = (frame0 - (frame0 if row["plain"] else reference[0])).abs() * 255
+            tile = int(row["tile"])
+            if not row["plain"] and tile not in reference:
+                plain_cfg.speed.tile = tile
+                reference[tile] = dream_once(plain_cfg, x, s, device)
+            diff = (frame0 - (frame0 if row["plain"] else reference[tile])).abs() * 255
             row.update(diff_from_plain=float(diff.mean()), max_diff_from_plain=float(diff.max()))
         rows.append(row)
     base = rows[0].get("s_per_frame")
@@ -500,34 +506,48 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     started = time.perf_counter()
     rows: List[Dict[str, object]] = []
-    for name in models:
-        for w, h, tiled in sizes:
-            try:
-                rows += bench_model_size(name, w, h, tiled, args, device)
-            except DreamvidError as e:  # one configuration failing keeps the others' rows
-                rows.append({"model": name, "size": f"{w}x{h}", "tiled": tiled, "path": "-", "error": str(e)})
-                reset_memory(device)
-            print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
-                  file=sys.stderr)
-    if not args.no_e2e:
-        w, h, _ = parse_size(args.e2e_size) if args.e2e_size else sizes[0]
-        try:
-            rows.append(bench_end_to_end(models[0], w, h, args, device))
-        except DreamvidError as e:
-            rows.append({"model": models[0], "size": f"{w}x{h}", "path": "end to end (mode=video)", "error": str(e)})
-    elapsed = time.perf_counter() - started
-
     info = hardware(device)
-    print(f"device {device} ({info.get('gpu', info['machine'])}), torch {info['torch']}, "
-          f"{info['cpu_threads']} threads; "
-          f"{args.octaves} octaves x {args.iterations} iterations, median of {args.frames} timed frame(s) per row; "
-          f"{elapsed:.0f} s in all")
-    print_table(rows)
-    if args.json:
-        settings = {k: v for k, v in vars(args).items() if k != "json"}
-        with open(args.json, "w") as f:
-            json.dump({"hardware": info, "settings": settings, "seconds": elapsed, "rows": rows}, f, indent=1,
-                      default=str)
+
+    def write_json(complete: bool) -> None:
+        if args.json:
+            settings = {k: v for k, v in vars(args).items() if k != "json"}
+            with open(args.json, "w") as f:
+                json.dump({"hardware": info, "settings": settings, "seconds": time.perf_counter() - started,
+                           "complete": complete, "rows": rows}, f, indent=1, default=str)
+
+    def stop(signum, _frame):  # a time limit's SIGTERM: keep the rows measured so far
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    complete = False
+    try:
+        if not args.no_e2e:  # first: the one row of its kind
+            w, h, _ = parse_size(args.e2e_size) if args.e2e_size else sizes[0]
+            try:
+                rows.append(bench_end_to_end(models[0], w, h, args, device))
+            except DreamvidError as e:
+                rows.append({"model": models[0], "size": f"{w}x{h}", "path": "end to end (mode=video)",
+                             "error": str(e)})
+            write_json(False)
+        for name in models:
+            for w, h, tiled in sizes:
+                try:
+                    rows += bench_model_size(name, w, h, tiled, args, device)
+                except DreamvidError as e:  # one configuration failing keeps the others' rows
+                    rows.append({"model": name, "size": f"{w}x{h}", "tiled": tiled, "path": "-", "error": str(e)})
+                    reset_memory(device)
+                write_json(False)
+                print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
+                      file=sys.stderr)
+        complete = True
+    finally:
+        print(f"device {device} ({info.get('gpu', info['machine'])}), torch {info['torch']}, "
+              f"{info['cpu_threads']} threads; {args.octaves} octaves x {args.iterations} iterations, median of "
+              f"{args.frames} timed frame(s) per row; {time.perf_counter() - started:.0f} s in all"
+              + ("" if complete else "; STOPPED EARLY: the rows measured so far"))
+        print_table(rows)
+        write_json(complete)
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

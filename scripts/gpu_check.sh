@@ -8,22 +8,24 @@
 # OUTDIR (default gpu-check/) receives six flat files: summary.txt, tests.log, zoom.log, clip.log,
 # bench.log, bench.json; the renders go to a scratch folder. A failing step does not stop the others,
 # prints the end of its log, and makes the script exit non-zero. Each step has a time limit
-# (STEP_TIMEOUT seconds, default 300) so that one hang cannot use up the machine.
+# (STEP_TIMEOUT seconds, default 300; the bench BENCH_TIMEOUT, default 420) so that one hang cannot use
+# up the machine; a bench stopped by its limit still writes the table and the JSON of its rows so far.
 # The Python is $PYTHON (default python3), with dreamvid importable (installed, or run from the
 # repository root) and its requirements installed.
 set -u
 out=${1:-gpu-check}
 shift || true
 PY=${PYTHON:-python3}
-limit=${STEP_TIMEOUT:-300}
+step_limit=${STEP_TIMEOUT:-300}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 export PYTHONUNBUFFERED=1
 status=0
-step() {  # step NAME COMMAND...: run with a time limit, log to OUTDIR/NAME.log, report
+step() {  # step NAME COMMAND...: run with a time limit ($limit), log to OUTDIR/NAME.log, report
     local name=$1
+    local limit=${limit:-$step_limit}
     shift
     local t0=$SECONDS
     timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
@@ -60,6 +62,6 @@ m = probe(f"{out}/clip_dream.mp4")
 print(m.size, m.fps, m.frames, m.duration, m.has_audio)
 assert m.frames == 60 and m.has_audio
 EOF
-step bench "$PY" scripts/bench.py --speeds auto,fp32+graphs,bf16+cl+graphs+fold,bf16+cl+graphs+fold+tune \
+limit=${BENCH_TIMEOUT:-420} step bench "$PY" scripts/bench.py --speeds auto,fp32+graphs,bf16+cl+graphs+fold,bf16+cl+graphs+fold+tune \
     --json "$out/bench.json" "$@"
 exit $status

@@ -7,7 +7,9 @@
 Checks `tiling.PEAK_OVER_SAVED`, the ratio the tile planner assumes. The allocator's bytes in use
 (glibc `mallinfo2`: heap plus mmapped blocks) are sampled after every operation of a step; the slope
 of the peak between two image sizes, over the slope of the saved bytes (`tiling.saved_bytes_per_pixel`),
-is the ratio: what does not grow with the image (weights, Python) cancels out. Linux with glibc only.
+is the ratio: what does not grow with the image (weights, Python) cancels out. Each model is measured
+as loaded and with its batch norms folded (`speed.fold_bn`, the default, what the tile planner sees).
+Linux with glibc only.
 Weights are untrained: memory does not depend on them.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dreamvid.dream import make_objective
-from dreamvid.fast import Plan, Stepper
+from dreamvid.fast import Plan, Stepper, prepare
 from dreamvid.model import RANDOM, feature_net
 from dreamvid.tiling import PEAK_OVER_SAVED, saved_bytes_per_pixel
 
@@ -85,14 +87,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in args.models.split(","):
         if name not in LAYERS:
             ap.error(f"unknown model {name!r}; choose from {', '.join(LAYERS)}")
-        net = feature_net(name, LAYERS[name], RANDOM, torch.device("cpu"))
-        objective = make_objective(net, LAYERS[name])
-        saved = saved_bytes_per_pixel(net, LAYERS[name])
-        stepper = Stepper(Plan())
-        peaks = [step_peak(stepper, objective, side, allocated) for side in (small, large)]
-        peak = (peaks[1] - peaks[0]) / (large**2 - small**2)
-        print(f"{name:<10} saved {saved:7.0f} B/px  peak {peak:7.0f} B/px  peak/saved {peak / saved:.2f}  "
-              f"(step peaks {peaks[0] / 2**20:.0f} MiB at {small} px, {peaks[1] / 2**20:.0f} MiB at {large} px)")
+        plain = feature_net(name, LAYERS[name], RANDOM, torch.device("cpu"))
+        for label, net in (("", plain), ("folded", prepare(plain, Plan(fold_bn=True)))):  # the planner sees this
+            objective = make_objective(net, LAYERS[name])
+            saved = saved_bytes_per_pixel(net, LAYERS[name])
+            stepper = Stepper(Plan())
+            peaks = [step_peak(stepper, objective, side, allocated) for side in (small, large)]
+            peak = (peaks[1] - peaks[0]) / (large**2 - small**2)
+            print(f"{name:<10} {label:<6} saved {saved:7.0f} B/px  peak {peak:7.0f} B/px  peak/saved "
+                  f"{peak / saved:.2f}  (step peaks {peaks[0] / 2**20:.0f} MiB at {small} px, "
+                  f"{peaks[1] / 2**20:.0f} MiB at {large} px)")
     return 0
 
 

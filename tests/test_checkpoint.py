@@ -25,6 +25,11 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     assert find_state(out) == ck.dir and find_state(str(tmp_path)) == ck.dir
     with pytest.raises(DreamvidError, match="different render"):
         Checkpoint(out, "k2").load()
+    data = torch.load(os.path.join(ck.dir, "state.pt"), weights_only=False)
+    del data["format"]  # as an earlier dreamvid wrote it, whose keys differ
+    torch.save(data, os.path.join(ck.dir, "state.pt"))
+    with pytest.raises(DreamvidError, match="earlier dreamvid"):
+        Checkpoint(out, "k3").load()
     assert render_key({"a": 1, "progress": True}) == render_key({"a": 1, "progress": False})
     assert render_key({"a": 1}) != render_key({"a": 2})
     assert render_key({"flow": {"method": "dis", "workers": 0}}) == render_key({"flow": {"method": "dis", "workers": 4}})

@@ -93,6 +93,13 @@ def test_folding_batch_norms_keeps_every_layer_of_every_model(name):
         a, b = plain(x), folded(x)
     for layer in layers:
         assert (a[layer] - b[layer]).abs().max() <= 1e-4 * a[layer].abs().max() + 1e-6, layer
+    # dreaming the deepest layer only, every batch norm folds (ResNet's conv1 too)
+    deepest = FeatureNet(net, layers[-1:], model_name=name)
+    folded = fast.prepare(deepest, fast.Plan(fold_bn=True))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        b = folded(x)[layers[-1]]
+    assert (a[layers[-1]] - b).abs().max() <= 1e-4 * a[layers[-1]].abs().max() + 1e-6
 
 
 def test_fp32_fast_step_equals_the_plain_step(feats):
@@ -265,14 +272,16 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     assert bench.main(["--quick", "--models", "lite0", "--sizes", "64x48,96x64/tiled", "--speeds", "auto,bf16",
                        "--tile-memory", "0.01", "--e2e-frames", "3", "--device", "cpu",
                        "--threads", str(torch.get_num_threads()), "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["path"].split(":")[0] for r in rows] == ["naive", "dreamvid auto", "dreamvid bf16", "-",
-                                                       "end to end (mode=video)"]
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert data["complete"]
+    assert [r["path"].split(":")[0] for r in rows] == ["end to end (mode=video)", "naive", "dreamvid auto",
+                                                       "dreamvid bf16", "-"]
+    e2e, rows = rows[0], rows[1:]
     assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:3])
     assert "folded BN" in rows[1]["path"] and rows[1]["diff_from_plain"] < 0.01  # auto on a CPU: rounding only
     assert 0 < rows[2]["diff_from_plain"] < 2 and rows[2]["max_diff_from_plain"] < 32  # bf16: near, not equal
     assert "even in" in rows[3]["error"]  # a configuration that cannot run is a row, the others go on
-    e2e = rows[4]
     assert e2e["frames"] == 2 and e2e["size"] == "64x48"  # the steady state: the frames after the first
     assert 0 < e2e["fraction_with_startup"] < 1 and 0 < e2e["fraction_of_dream_only"] <= 1
     assert bench.parse_size("4k/tiled") == (3840, 2160, True)
@@ -280,3 +289,27 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     full = bench.parse_speed("bf16+cl+graphs+fold+tune")
     assert (full.fold_bn, full.cudnn_benchmark) == ("on", "on")
     assert bench.parse_speed("fp32+eager").fold_bn == "off"
+
+
+def test_a_time_limit_keeps_the_benchmark_rows_measured_so_far(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bench.json"
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "bench.py")
+    proc = subprocess.Popen([sys.executable, script, "--quick", "--models", "lite0,googlenet,vgg16", "--sizes",
+                             "64x48,96x64", "--e2e-frames", "3", "--device", "cpu", "--threads", "1", "--json",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # as `timeout` does
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    data = json.loads(out.read_text())
+    assert not data["complete"] and data["rows"][0]["path"] == "end to end (mode=video)"
+    assert "STOPPED EARLY" in output and "end to end" in output  # the table of what was measured

@@ -93,7 +93,7 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     device = resolve_device(cfg.device)
     layer = neuron_layer(cfg)
     feats = feature_net(cfg.model.name, [layer], cfg.model.weights, device)
-    if fast.plan_from_config(cfg.speed, cfg.model.name, device).fold_bn:  # the one speed lever neuron mode uses
+    if fast.plan(cfg.model.name, device, fold_bn=cfg.speed.fold_bn).fold_bn:  # the one speed lever it uses
         feats = fast.prepare(feats, fast.Plan(fold_bn=True))
     with torch.no_grad():
         n_channels = feats(torch.zeros(1, 3, n.size, n.size, device=device))[layer].shape[1]

@@ -40,8 +40,8 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
     layer_steps = schedule.parse_steps(list(cfg.dream.layers) or list(cfg.model.layers), "dream.layers")
     every_layer = list(dict.fromkeys(n for t in layer_steps.keyframes for n in layer_steps(t)))
     plan, stepper = fast.make_stepper(cfg.model.name, device, cfg.speed)
-    if plan.cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True  # the octaves' shapes are fixed: timed once, in the warm-up steps
+    if device.type == "cuda":  # process-wide: set both ways, so that a sweep's next job gets its own setting
+        torch.backends.cudnn.benchmark = plan.cudnn_benchmark  # octave shapes are fixed: timed in the warm-up
     feats = fast.prepare(feature_net(cfg.model.name, every_layer, cfg.model.weights, device), plan)
     budget = cfg.speed.tile_memory * 2**30 if cfg.speed.tile_memory > 0 else None
     frame_steps = tiling.FrameSteps(stepper, feats, every_layer, device, tile=cfg.speed.tile,
@@ -77,6 +77,7 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
 
         return frame_steps.run(run, x.shape[-2], x.shape[-1])
 
+    dream_frame.tile_for = frame_steps.tile_for  # type: ignore[attr-defined]  # the tile a frame size gets
     return dream_frame
 
 
