@@ -2,12 +2,13 @@
 
 The levers, chosen per model and device by `plan` (`speed.*` in the config):
 - bf16 autocast for the network; the image, its gradient and the update stay fp32.
-- channels_last for the network's weights and input (the layout tensor cores read directly).
+- channels_last for the network's weights and input (the layout tensor cores and oneDNN read directly).
+- batch norms folded into the convolutions before them.
 - CUDA graphs: the whole step of one octave (forward, backward to the image, normalised update, clamp)
   captured once per image shape and replayed; all graphs share one memory pool, so the graph memory is
   that of the largest octave, not the sum over octaves. The jitter roll happens outside the graph and the
   step size lives in a device scalar, so one capture serves every iteration of every frame.
-On a CPU `auto` is the plain path: `dream.dream_step` itself.
+On a CPU `auto` is fp32 with channels_last and folded batch norms (bf16 autocast there was slower).
 """
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ def plan(model_name: str, device: torch.device | str, *, precision: str = "auto"
     if precision == "auto":
         precision = "bf16" if cuda and model_name in BF16_MODELS else "fp32"
     if channels_last == "auto":
-        layout = cuda and precision == "bf16"  # measured as a pair
+        # CUDA: measured as a pair with bf16. CPU: oneDNN's convolutions run faster in NHWC for every model
+        # measured (fp32, 160x90 and 320x180, 1 and 2 threads: 1.02-1.45x; docs/benchmarks.md).
+        layout = precision == "bf16" if cuda else True
     else:
         layout = channels_last == "on"
     for name, value in (("graphs", graphs), ("cudnn_benchmark", cudnn_benchmark)):

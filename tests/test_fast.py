@@ -24,12 +24,13 @@ def cosine(a, b):
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
-def test_auto_on_a_cpu_folds_batch_norms_and_steps_plainly():
+def test_auto_on_a_cpu_is_fp32_channels_last_with_folded_batch_norms():
     for name in ("lite0", "googlenet", "vgg16"):
-        p = fast.plan(name, "cpu")
-        assert p.plain_step and not p.plain and p == fast.Plan(fold_bn=True)
-    assert fast.plan("lite0", "cpu", fold_bn="off").plain
-    _, stepper = fast.make_stepper("vgg16", "cpu")
+        assert fast.plan(name, "cpu") == fast.Plan("fp32", True, False, True)
+    assert fast.plan("lite0", "cpu", fold_bn="off", channels_last="off").plain
+    plain_step = fast.plan("vgg16", "cpu", channels_last="off")
+    assert plain_step.plain_step and not plain_step.plain
+    stepper = fast.Stepper(plain_step)
     x = image()
 
     def energy(v):
@@ -156,11 +157,11 @@ def test_dreamer_uses_the_fast_path_and_matches_plain_on_a_cpu(cfg_factory):
     s = {"octaves": 2, "octave_scale": 1.4, "iterations": 2, "step": 1.5, "jitter": 8, "guide_weight": 1.0}
     ref = D.dream(x, D.make_objective(feature_net("lite0", ["blocks.4"]), ["blocks.4"]), octaves=2,
                   iterations=2, step=1.5, jitter=8, generator=D.image_generator(0, 3))
-    plain = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "speed.fold_bn=off", "seed=0"),
-                    torch.device("cpu"))
+    plain = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "speed.fold_bn=off",
+                                "speed.channels_last=off", "seed=0"), torch.device("cpu"))
     assert torch.equal(plain(x, 3, s), ref)
-    folded = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "seed=0"), torch.device("cpu"))
-    out = folded(x, 3, s)
+    fast_path = dreamer(cfg_factory("model.layers=[blocks.4]", "speed.tile=0", "seed=0"), torch.device("cpu"))
+    out = fast_path(x, 3, s)  # channels_last and folded batch norms
     assert 0 < (out - ref).abs().max() < 1e-4  # the same dream up to float rounding
 
 

@@ -39,7 +39,7 @@ def test_a_layer_weight_schedule_keeps_one_objective_and_dreams_each_frames_weig
 
     layers = ["blocks.4", "blocks.6"]
     cfg = make_config("model.layers=[blocks.4,blocks.6]", "dream.layer_weights=[1,'0:(0), 4:(2)']",
-                      "dream.guide_weight=1", "speed.tile=0", "speed.fold_bn=off")
+                      "dream.guide_weight=1", "speed.tile=0", "speed.fold_bn=off", "speed.channels_last=off")
     made = []
     real = D.make_objective
     monkeypatch.setattr(D, "make_objective", lambda *a, **k: made.append(1) or real(*a, **k))
