@@ -258,31 +258,27 @@ def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_ite
 def bench_speed(token: str, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
                 warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
     """(row, frame 0) of dreamvid's path with the levers of `token`; its graphs go when this returns."""
+    from dreamvid.pipeline.zoom import dreamer
+
     p = fast.plan_from_config(cfg.speed, cfg.model.name, device)
     tuned = torch.backends.cudnn.benchmark
     try:
-        return _bench_speed(token, p, cfg, x, s, args, device, warm_iterations)
+        dream_frame = dreamer(cfg, device)
+        first: List[torch.Tensor] = []
+
+        def once(t: int) -> torch.Tensor:
+            out = dream_frame(x, t, s)
+            if t == 0:
+                first.append(out)
+            return out
+
+        warm_s = dict(s, iterations=warm_iterations)
+        row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device,
+                      args.frames)
+        row["plain"], row["tile"] = p.plain, dream_frame.tile_for(x.shape[-2], x.shape[-1])
+        return row, (first[0] if first else None)
     finally:
         torch.backends.cudnn.benchmark = tuned  # the dreamer sets it process-wide: not for the next row
-
-
-def _bench_speed(token: str, p: fast.Plan, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
-                 warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
-    from dreamvid.pipeline.zoom import dreamer
-
-    dream_frame = dreamer(cfg, device)
-    first: List[torch.Tensor] = []
-
-    def once(t: int) -> torch.Tensor:
-        out = dream_frame(x, t, s)
-        if t == 0:
-            first.append(out)
-        return out
-
-    warm_s = dict(s, iterations=warm_iterations)
-    row = run_row(f"dreamvid {token}: {p.describe()}", once, lambda: dream_frame(x, 0, warm_s), device, args.frames)
-    row["plain"], row["tile"] = p.plain, dream_frame.tile_for(x.shape[-2], x.shape[-1])
-    return row, (first[0] if first else None)
 
 
 def dream_once(cfg: Config, x: torch.Tensor, s: dict, device: torch.device) -> torch.Tensor:
@@ -336,12 +332,8 @@ def make_clip(path: str, w: int, h: int, frames: int) -> None:
 
 def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> Dict[str, object]:
     """mode=video on a generated clip: wall time against the time spent in its dream calls."""
-    try:
-        from dreamvid.pipeline import clip
-    except ImportError:
-        return {"path": "end to end", "error": "mode=video is not available"}
-    if not hasattr(clip, "run_video"):
-        return {"path": "end to end", "error": "mode=video is not available"}
+    from dreamvid.pipeline import clip
+
     inner = clip.dreamer
     calls: List[Tuple[float, float]] = []  # (start, end) of each dream call
     resident: List[float] = []  # the process's resident MiB after each
@@ -494,9 +486,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad:
         ap.error(f"unknown model {bad[0]!r}; choose from {', '.join(LAYERS)}")
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    for token in args.speeds.split(","):
-        parse_speed(token)
-
     try:  # settings that no row could run with end the run before it starts
         for token in args.speeds.split(","):
             fast.plan_from_config(parse_speed(token), models[0], device)
