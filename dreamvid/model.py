@@ -6,12 +6,13 @@ deepest layer asked for, returning the activations of each requested layer.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -435,7 +436,10 @@ class FeatureNet(nn.Module):
 def feature_net(name: str, layers: Sequence[str], weights: Optional[str] = None,
                 device: str | torch.device = "cpu") -> FeatureNet:
     """A FeatureNet for `name` on `device`; the backbone is loaded once per process."""
-    return FeatureNet(load_backbone(name, weights), layers, model_name=name).to(device)
+    net = FeatureNet(load_backbone(name, weights), layers, model_name=name)
+    # Off the CPU a copy moves: the backbone's modules are shared by every FeatureNet of the process, and
+    # moving them in place would move the others' weights under them.
+    return net if torch.device(device).type == "cpu" else copy.deepcopy(net).to(device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -446,6 +450,3 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise DreamvidError(f"unknown device {device!r}: use auto, cpu or cuda")
     return torch.device(device)
-
-
-Classify = Callable[[torch.Tensor], torch.Tensor]

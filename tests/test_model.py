@@ -58,6 +58,14 @@ def test_feature_net_stops_after_the_deepest_layer():
     assert set(out) == {"blocks.8.dw", "blocks.4"} and out["blocks.8.dw"].shape[1] == 480
 
 
+def test_feature_net_on_another_device_leaves_the_shared_backbone_where_it_is():
+    # "meta" stands in for a GPU: any device but the CPU gets its own copy of the layers it uses
+    moved = M.feature_net("googlenet", ["inception4c"], M.RANDOM, "meta")
+    assert next(moved.parameters()).device.type == "meta"
+    assert all(p.device.type == "cpu" for p in M.load_backbone("googlenet", M.RANDOM).parameters())
+    assert next(M.feature_net("googlenet", ["inception4c"], M.RANDOM).parameters()).device.type == "cpu"
+
+
 @pytest.mark.parametrize("name,layer", [("googlenet", "inception4c"), ("vgg16", "features.22"),
                                         ("resnet50", "layer3"), ("inception_v3", "Mixed_5d"), ("vgg19", "features.25")])
 def test_torchvision_nets_without_weights(name, layer):
