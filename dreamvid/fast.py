@@ -46,6 +46,10 @@ CUDNN_BENCHMARK_MODELS: Tuple[str, ...] = ()
 # Eager steps per shape before its graph is captured: the lazy initialisations (cuDNN algorithm choice,
 # cuBLAS workspaces, autograd's device threads) must happen outside the capture. Their results are used.
 WARMUP_STEPS = 3
+# Graphs kept at most, the least recently replayed dropped first: a normal run needs one or two per
+# octave, but a scheduled octave_scale gives the smaller octaves a new size every frame, and each
+# shape's graph holds its input and output (and its share of the pool) until dropped.
+MAX_GRAPHS = 32
 
 
 @dataclass(frozen=True)
@@ -193,8 +197,8 @@ class Stepper:
     """step(x, objective, *, step, jitter, generator) -> x: `dream.dream_step` with the plan's levers.
 
     Also `gradient(x, objective)`, the fp32 gradient alone, for tiling. With graphs, one graph per
-    (kind, shape) of the current objective; a new objective object drops them (reuse objectives across
-    frames to keep the graphs: `zoom.dreamer` does).
+    (kind, shape) of the current objective, at most MAX_GRAPHS; a new objective object drops them (reuse
+    objectives across frames to keep the graphs: `zoom.dreamer` does).
     """
 
     def __init__(self, p: Plan):
@@ -257,35 +261,39 @@ class Stepper:
             self.reset()
             self._objective = objective
         key = (kind, tuple(x.shape), x.dtype, x.device)
-        entry = self._graphs.get(key)
+        entry = self._graphs.pop(key, None)  # re-inserted below: the dict's order is the replay order
         if entry is None:
-            calls = self._eager_calls.get(key, 0)
+            calls = self._eager_calls.pop(key, 0)
             if calls < WARMUP_STEPS:
-                self._eager_calls[key] = calls + 1
-                return self._on_side_stream(lambda: self._eager(kind, x, objective, k))
-            entry = self._capture(kind, key, x, objective)
+                _put_bounded(self._eager_calls, key, calls + 1)
+                return self._on_side_stream(x.device, lambda: self._eager(kind, x, objective, k))
+            # The device's own streams and pool, whichever device is current.
+            with torch.cuda.device(x.device):
+                entry = self._capture(kind, x, objective)
             if entry is None:
                 return self._eager(kind, x, objective, k)
+            self.captures += 1
+        _put_bounded(self._graphs, key, entry)
         entry.inp.copy_(x)
         if entry.k is not None:
             entry.k.fill_(k)
         entry.graph.replay()
         return entry.out
 
-    def _side_stream(self) -> torch.cuda.Stream:
+    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
         if self._stream is None:
-            self._stream = torch.cuda.Stream()
+            self._stream = torch.cuda.Stream(device=device)
         return self._stream
 
-    def _on_side_stream(self, fn):
-        side, main = self._side_stream(), torch.cuda.current_stream()
+    def _on_side_stream(self, device: torch.device, fn):
+        side, main = self._side_stream(device), torch.cuda.current_stream(device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
             out = fn()
         main.wait_stream(side)
         return out
 
-    def _capture(self, kind: str, key: tuple, x: torch.Tensor, objective: Objective) -> Optional[_Graph]:
+    def _capture(self, kind: str, x: torch.Tensor, objective: Objective) -> Optional[_Graph]:
         """Capture one step for x's shape; None (and a warning) when the objective cannot be captured."""
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
@@ -299,8 +307,8 @@ class Stepper:
         try:
             # The outer stream context restores the caller's stream even when a failed capture leaves
             # torch.cuda.graph's own context open.
-            with torch.cuda.stream(self._side_stream()):
-                with torch.cuda.graph(graph, pool=self._pool, stream=self._side_stream(),
+            with torch.cuda.stream(self._side_stream(x.device)):
+                with torch.cuda.graph(graph, pool=self._pool, stream=self._side_stream(x.device),
                                       capture_error_mode="thread_local"):
                     result = self._eager(kind, inp, objective, k)
                     out.copy_(result)
@@ -316,10 +324,14 @@ class Stepper:
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); stepping without "
                           f"graphs (speed.graphs=off skips the attempt)", stacklevel=4)
             return None
-        entry = _Graph(graph, inp, out, k)
-        self._graphs[key] = entry
-        self.captures += 1
-        return entry
+        return _Graph(graph, inp, out, k)
+
+
+def _put_bounded(table: dict, key, value) -> None:
+    """table[key] = value as the newest entry, the oldest dropped beyond MAX_GRAPHS."""
+    table[key] = value
+    while len(table) > MAX_GRAPHS:
+        del table[next(iter(table))]
 
 
 def make_stepper(model_name: str, device: torch.device | str, speed=None) -> Tuple[Plan, Stepper]:
