@@ -40,6 +40,9 @@ RESERVE = 256 << 20  # bytes kept free for cuDNN workspaces and the allocator's 
 FREE_FRACTION = 0.8  # auto tiles plan for this fraction of the free GPU memory
 FULL_SIZE_BUFFERS = 12  # image-sized fp32 tensors alive during a frame: pyramid, detail, roll, blend sums
 GRANULE = 32  # tile sides are multiples of this (every net here downsamples by at most 32)
+# Steps whose memory is held at once with CUDA graphs: the graphs' shared pool keeps a captured step's
+# intermediates reserved while the next shape (a larger octave) warms up eagerly beside it.
+GRAPHED_STEPS = 2
 
 
 def tile_starts(length: int, tile: int, overlap: int, phase: int = 0) -> List[int]:
@@ -166,13 +169,14 @@ def saved_bytes_per_pixel(model: nn.Module, layers: Sequence[str], precision: st
 
 
 def plan_tile(bytes_per_pixel: float, height: int, width: int, budget: float, *,
-              overlap: int = 64, min_tile: int = 0) -> int:
+              overlap: int = 64, min_tile: int = 0, steps: int = 1) -> int:
     """The tile side for a frame: 0 when the whole frame fits `budget` bytes, else the largest that fits.
 
-    budget covers everything: the full-size buffers of the frame are taken off first.
+    budget covers everything: the full-size buffers of the frame are taken off first. steps: how many
+    steps' memory is held at once (GRAPHED_STEPS with CUDA graphs).
     """
     fixed = FULL_SIZE_BUFFERS * 3 * height * width * 4 + RESERVE
-    per_pixel = bytes_per_pixel * PEAK_OVER_SAVED
+    per_pixel = bytes_per_pixel * PEAK_OVER_SAVED * steps
     if fixed + per_pixel * height * width <= budget:
         return 0
     min_tile = max(min_tile, 2 * overlap + GRANULE, 2 * GRANULE)
@@ -187,7 +191,7 @@ def plan_tile(bytes_per_pixel: float, height: int, width: int, budget: float, *,
 
 def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: int,
                    device: torch.device | str, *, budget: Optional[float] = None, overlap: int = 64,
-                   precision: str = "fp32") -> int:
+                   precision: str = "fp32", graphs: bool = False) -> int:
     """The tile side for a height x width frame on `device`: 0 for no tiling.
 
     The budget is FREE_FRACTION of the free memory unless given: the GPU's (`torch.cuda.mem_get_info`),
@@ -202,7 +206,8 @@ def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: 
             free = available_host_memory()
         budget = FREE_FRACTION * free
     bpp = saved_bytes_per_pixel(model, layers, precision)
-    return plan_tile(bpp, height, width, budget, overlap=overlap)
+    steps = GRAPHED_STEPS if graphs and device.type == "cuda" else 1
+    return plan_tile(bpp, height, width, budget, overlap=overlap, steps=steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,12 +258,15 @@ class FrameSteps:
         key = (height, width)
         if key not in self._tiles:
             if self.tile == -1:
-                self._tiles[key] = auto_tile_size(self.model, self.layers, height, width, self.device,
-                                                  budget=self.budget, overlap=self.overlap,
-                                                  precision=self.stepper.plan.precision)
+                self._tiles[key] = self._auto_tile(height, width)
             else:
                 self._tiles[key] = self.tile
         return self._tiles[key]
+
+    def _auto_tile(self, height: int, width: int) -> int:
+        p = self.stepper.plan
+        return auto_tile_size(self.model, self.layers, height, width, self.device, budget=self.budget,
+                              overlap=self.overlap, precision=p.precision, graphs=p.graphs)
 
     def step_fn(self, height: int, width: int) -> StepFn:
         tile = self.tile_for(height, width)
@@ -297,8 +305,7 @@ class FrameSteps:
         candidate = 0
         if tile == 0 and self.device.type == "cuda":
             try:
-                candidate = auto_tile_size(self.model, self.layers, height, width, self.device, budget=self.budget,
-                                           overlap=self.overlap, precision=self.stepper.plan.precision)
+                candidate = self._auto_tile(height, width)
             except DreamvidError:  # the estimate sees no room even for small tiles: try halving all the same
                 candidate = 0
         if candidate == 0:  # the estimate thought it fits: halve what failed

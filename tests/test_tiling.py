@@ -95,6 +95,10 @@ def test_plan_tile_from_a_memory_budget():
     fixed = tiling.FULL_SIZE_BUFFERS * 3 * 2160 * 3840 * 4 + tiling.RESERVE
     assert fixed + bpp * tiling.PEAK_OVER_SAVED * tile**2 <= 4 * 2**30
     assert fixed + bpp * tiling.PEAK_OVER_SAVED * (tile + tiling.GRANULE) ** 2 > 4 * 2**30  # the largest that fits
+    # with CUDA graphs a captured step's pool is held while the next shape warms up: two steps fit
+    graphed = tiling.plan_tile(bpp, 2160, 3840, 4 * 2**30, steps=2)
+    assert 0 < graphed < tile
+    assert fixed + 2 * bpp * tiling.PEAK_OVER_SAVED * graphed**2 <= 4 * 2**30
     with pytest.raises(DreamvidError, match="even in"):
         tiling.plan_tile(bpp, 2160, 3840, 1 * 2**30)
 
@@ -116,6 +120,10 @@ def test_auto_tile_size_from_free_memory(feats, monkeypatch):
     free["bytes"] = 3 * 2**30
     tile = tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cuda")
     assert tile == tiling.plan_tile(bpp, 2160, 3840, tiling.FREE_FRACTION * 3 * 2**30) and 0 < tile < 2160
+    graphed = tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cuda", graphs=True)
+    assert graphed == tiling.plan_tile(bpp, 2160, 3840, tiling.FREE_FRACTION * 3 * 2**30, steps=2) < tile
+    assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu", graphs=True, budget=3 * 2**30) == \
+        tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu", budget=3 * 2**30)  # no graphs on a CPU
     # an explicit budget wins over the free memory
     assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cuda", budget=500 * 2**30) == 0
 
