@@ -500,9 +500,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     def write_json(complete: bool) -> None:
         if args.json:
             settings = {k: v for k, v in vars(args).items() if k != "json"}
-            with open(args.json, "w") as f:
+            part = args.json + ".part"  # then renamed: a reader never sees half a file
+            with open(part, "w") as f:
                 json.dump({"hardware": info, "settings": settings, "seconds": time.perf_counter() - started,
                            "complete": complete, "rows": rows}, f, indent=1, default=str)
+            os.replace(part, args.json)
 
     def stop(signum, _frame):  # a time limit's SIGTERM: keep the rows measured so far
         raise SystemExit(128 + signum)
