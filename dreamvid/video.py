@@ -27,6 +27,8 @@ from .model import DreamvidError
 VIDEO_EXTS = (".mp4", ".mov", ".mkv")
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
+FRAME_NAME = "frame_{:06d}.png"  # the frames of a PNG-folder output
+FRAME_FILE = re.compile(r"frame_\d{6,}\.png")
 # Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
 MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
 # ffmpeg runs in its own session: a Ctrl-C typed at the terminal reaches dreamvid, which stops after
@@ -105,9 +107,8 @@ class Encoder:
             self.abort()
 
     def open(self) -> None:
-        if os.path.exists(self.path) and not self.overwrite:
-            raise DreamvidError(f"output exists: {self.path} (pass overwrite=true to replace it, "
-                                f"or choose another output=)")
+        if os.path.lexists(self.path):
+            self._check_replaceable()
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -146,13 +147,30 @@ class Encoder:
         return cmd + vf + ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
                            "-movflags", "+faststart"] + meta + ["-f", "mp4", self.tmp]
 
+    def _check_replaceable(self) -> None:
+        """An existing output may be replaced only with overwrite=true, and a folder only when it holds
+        nothing but dreamvid's frames (an existing folder is always a PNG-folder output)."""
+        if not self.overwrite:
+            raise DreamvidError(f"output exists: {self.path} (pass overwrite=true to replace it, "
+                                f"or choose another output=)")
+        folder = os.path.isdir(self.path) and not os.path.islink(self.path)
+        if self.kind == "png" and not folder:
+            raise DreamvidError(f"output {self.path} is a file, not a folder of frames: choose another output=")
+        if folder:
+            others = sorted(n for n in os.listdir(self.path) if not FRAME_FILE.fullmatch(n))
+            if others:
+                more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+                raise DreamvidError(f"output folder {self.path} holds files dreamvid did not write "
+                                    f"({', '.join(others[:3])}{more}); overwrite=true replaces only a folder of "
+                                    f"dreamvid frames: choose another output=")
+
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
         if self.kind == "png":
             import cv2
 
-            name = os.path.join(self.tmp, f"frame_{self.count:06d}.png")
+            name = os.path.join(self.tmp, FRAME_NAME.format(self.count))
             if not cv2.imwrite(name, np.ascontiguousarray(frame[..., ::-1])):
                 raise DreamvidError(f"cannot write {name} (disk full or folder not writable?)")
         else:

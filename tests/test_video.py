@@ -70,6 +70,27 @@ def test_an_existing_output_is_not_overwritten(tmp_path):
     assert out.read_bytes() == b"precious"
 
 
+def test_overwrite_replaces_only_an_output_of_the_same_kind_that_dreamvid_wrote(tmp_path):
+    frame = frames(1, 24, 32)[0]
+    folder = tmp_path / "frames"
+    with Encoder(str(folder), 32, 24, 10) as enc:
+        enc.write(frame)
+    with Encoder(str(folder), 32, 24, 10, overwrite=True) as enc:  # a folder of its own frames: replaced
+        enc.write(frame)
+        enc.write(frame)
+    assert sorted(os.listdir(folder)) == ["frame_000000.png", "frame_000001.png"]
+    (folder / "notes.txt").write_text("mine")
+    (folder / "clip.mp4").write_bytes(b"mine too")
+    with pytest.raises(DreamvidError, match=r"holds files dreamvid did not write \(clip.mp4, notes.txt\)"):
+        Encoder(str(folder), 32, 24, 10, overwrite=True).open()
+    assert (folder / "notes.txt").read_text() == "mine" and len(os.listdir(folder)) == 4
+    a_file = tmp_path / "README"  # no extension: a folder output by its name
+    a_file.write_text("mine")
+    with pytest.raises(DreamvidError, match="is a file, not a folder"):
+        Encoder(str(a_file), 32, 24, 10, overwrite=True).open()
+    assert a_file.read_text() == "mine"
+
+
 def test_a_failure_leaves_no_partial_file(tmp_path):
     out = str(tmp_path / "a.mp4")
     with pytest.raises(RuntimeError):
