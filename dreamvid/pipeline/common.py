@@ -5,6 +5,7 @@ import os
 import queue
 import signal
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
@@ -12,7 +13,7 @@ from omegaconf import OmegaConf
 
 from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
-from ..model import DreamvidError
+from ..model import RANDOM, DreamvidError
 from ..segments import folder as segments_folder
 from ..video import Encoder, TruncatedVideo, config_metadata
 from .. import schedule
@@ -153,9 +154,20 @@ def run_dir() -> str:
 def resolve_output(cfg: Config, default_name: str) -> str:
     out = cfg.output or os.path.join(run_dir(), default_name)
     out = os.path.abspath(os.path.expanduser(out))
-    if cfg.input and os.path.exists(cfg.input) and os.path.abspath(cfg.input) == out:
+    if cfg.input and os.path.exists(cfg.input) and os.path.realpath(cfg.input) == os.path.realpath(out):
         raise DreamvidError(f"output would overwrite the input {cfg.input}: choose another output=")
     return out
+
+
+def absolute_inputs(cfg: Config) -> Config:
+    """The config with its existing input files as absolute paths, as saved for resume=: a render
+    resumed from another folder finds them. A path that does not exist stays as typed, for its error."""
+    def absolute(path: Optional[str]) -> Optional[str]:
+        return os.path.abspath(os.path.expanduser(path)) if path and os.path.exists(path) else path
+
+    weights = cfg.model.weights
+    return replace(cfg, input=absolute(cfg.input), dream=replace(cfg.dream, guide=absolute(cfg.dream.guide)),
+                   model=replace(cfg.model, weights=weights if weights == RANDOM else absolute(weights)))
 
 
 def config_dict(cfg: Config) -> Dict[str, Any]:
