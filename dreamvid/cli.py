@@ -40,12 +40,33 @@ def _sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# What resume= takes from its own command line; everything else comes from the interrupted render.
+RESUME_OWN = ("resume", "progress", "device")
+
+
+def _check_resume_overrides() -> None:
+    """resume= continues a render with its saved settings: refuse others rather than ignore them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
+    others = [k for k in keys if k not in RESUME_OWN]
+    if others:
+        raise DreamvidError(f"resume= continues a render with its own saved settings; {', '.join(others)} "
+                            f"would be ignored: drop {'them' if len(others) > 1 else 'it'}, or start a new "
+                            f"render (the same command without resume=)")
+
+
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _hydra_main(dcfg: DictConfig) -> Optional[str]:
     from . import pipeline
 
     try:
-        out = pipeline.run(to_config(dcfg))
+        cfg = to_config(dcfg)
+        if cfg.resume:
+            _check_resume_overrides()
+        out = pipeline.run(cfg)
     except DreamvidError as e:
         code = getattr(e, "exit_code", 2)
         if _sweeping() and code != 130:  # in a sweep one bad job is reported and the others go on

@@ -85,7 +85,9 @@ def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
     meta, frames = read_video(str(partial))
     assert 2 <= len(frames) < 10
     assert not out.exists() and not (tmp_path / "o.mp4.partial").exists()
-    r = run_cli(["debug=tiny", f"resume={out}"], cwd=str(tmp_path))
+    r = run_cli([f"resume={out}", "progress=false", "dream.step=2"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "dream.step would be ignored" in r.stderr  # refused, not silently dropped
+    r = run_cli([f"resume={out}", "progress=false"], cwd=str(tmp_path.parent))  # from another folder
     assert r.returncode == 0, r.stderr
     assert len(read_video(str(out))[1]) == 10
 

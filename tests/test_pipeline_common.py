@@ -48,3 +48,18 @@ def test_a_layer_weight_schedule_that_fails_later_is_refused_before_the_render(c
     with pytest.raises(DreamvidError, match=r"dream.layer_weights.*at frame 4"):
         check(cfg)
     check(cfg_factory("dream.layers=[blocks.10,blocks.8.dw]", "dream.layer_weights=[1,'0:(1), 3:(2)']", "frames=6"))
+
+
+def test_existing_inputs_become_absolute_paths_for_a_resume_from_elsewhere(cfg_factory, tmp_path, monkeypatch):
+    import os
+
+    from dreamvid.pipeline.common import absolute_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "guide.png").write_bytes(b"x")
+    cfg = absolute_inputs(cfg_factory("input=clip.mp4", "dream.guide=guide.png", "model.weights=random"))
+    assert cfg.input == str(tmp_path / "clip.mp4") and cfg.dream.guide == str(tmp_path / "guide.png")
+    assert cfg.model.weights == "random"
+    missing = absolute_inputs(cfg_factory("input=missing.mp4"))
+    assert missing.input == "missing.mp4" and not os.path.isabs(missing.input)  # its error names it as typed

@@ -69,7 +69,7 @@ def test_jobs_repeat_the_command_but_not_its_run_folder_output_or_segment():
 def test_resume_of_a_segmented_render_says_to_run_the_same_command(tmp_path):
     out = tmp_path / "out.mp4"
     os.makedirs(S.folder(str(out)))
-    r = run_cli(["debug=tiny", f"resume={out}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=str(tmp_path))
+    r = run_cli(["progress=false", f"resume={out}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=str(tmp_path))
     assert r.returncode == 2 and "run that same command again" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
