@@ -27,6 +27,9 @@ from .model import DreamvidError
 VIDEO_EXTS = (".mp4", ".mov", ".mkv")
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
+# A video stream starting less than this after its file is taken to start with it (its audio is copied,
+# which is precise to about a packet, ~20 ms, anyway); later, the audio is cut from the first frame on.
+START_TOLERANCE = 0.02
 FRAME_NAME = "frame_{:06d}.png"  # the frames of a PNG-folder output
 FRAME_FILE = re.compile(r"frame_\d{6,}\.png")
 # Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
@@ -342,6 +345,7 @@ class VideoMeta:
     audio_codec: Optional[str] = None
     audio_duration: Optional[float] = None
     rotation: int = 0
+    start: float = 0.0  # seconds from the file's start to the first frame: where its audio is taken from
     truncated: Optional[str] = None  # ffmpeg's complaint when the file ends before its index says
     indexed_frames: Optional[int] = None  # for a truncated file: about how many frames its index promises
 
@@ -391,6 +395,13 @@ def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) ->
     return measured.limit_denominator(1001)
 
 
+def _discarded(extra_columns: List[str]) -> bool:
+    """A packet the decoder drops (framecrc's flags column F=0x.. has AV_PKT_FLAG_DISCARD): the pre-roll
+    before an mp4 edit list's start, in a clip cut without re-encoding, or an encoder's priming samples."""
+    flags = next((c.strip() for c in extra_columns if c.strip().startswith("F=")), "F=0")
+    return bool(int(flags[2:], 16) & 0x4)
+
+
 def probe(path: str) -> VideoMeta:
     """Frame count, exact frame rate, duration, size and audio of a clip, read without decoding."""
     if not isinstance(path, (str, os.PathLike)):
@@ -416,7 +427,7 @@ def probe(path: str) -> VideoMeta:
                     header[key.strip()] = value.strip()
                     continue
                 cols = line.split(",")
-                if len(cols) < 5:
+                if len(cols) < 5 or _discarded(cols[6:]):
                     continue
                 if cols[0].strip() == "0":
                     vpts.append(int(cols[2]))
@@ -476,6 +487,9 @@ def probe(path: str) -> VideoMeta:
     has_audio = header.get("media_type 1") == "audio"
     audio_codec = header.get("codec_id 1") if has_audio else None
     audio_duration = float(adur * Fraction(header["tb 1"])) if has_audio and "tb 1" in header else None
+    # A video stream that starts after the file does (after its audio): the audio under the first frame
+    # is this far in. framecrc's timestamps, like -ss, count from the file's start.
+    start = max(0.0, float(pts[0] * tb))
     truncated = next((_ffmpeg_complaint(ln) for ln in log.split("Stream mapping:")[-1].splitlines()
                       if "partial file" in ln.lower() or "end of file" in ln.lower()), None)
     indexed = None
@@ -487,7 +501,7 @@ def probe(path: str) -> VideoMeta:
     return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=n,
                      duration=float(n / rate), codec=codec, vfr=vfr, has_audio=has_audio,
                      audio_codec=audio_codec, audio_duration=audio_duration, rotation=rotation,
-                     truncated=truncated, indexed_frames=indexed)
+                     start=start if start > START_TOLERANCE else 0.0, truncated=truncated, indexed_frames=indexed)
 
 
 def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,

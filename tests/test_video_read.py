@@ -86,6 +86,37 @@ def test_rotation_tag_swaps_the_sides(tmp_path):
     assert next(frames).shape == (64, 48, 3)
 
 
+def test_a_cut_made_without_reencoding_counts_the_frames_it_decodes(tmp_path):
+    src = lavfi_clip(tmp_path / "a.mp4", size="64x48", rate="24", frames=96, extra=("-g", "24", "-pix_fmt", "yuv420p"))
+    cut = str(tmp_path / "cut.mp4")
+    ffmpeg("-ss", "1.3", "-i", src, "-t", "1", "-c", "copy", cut)  # an edit list over the pre-roll from 1.0 s
+    meta, frames = read_frames(cut)
+    assert meta.frames == sum(1 for _ in frames) < 30  # not the 8 pre-roll packets the decoder drops
+
+
+def test_audio_is_taken_from_where_a_late_video_stream_starts(tmp_path):
+    from dreamvid.video import Encoder
+
+    video = lavfi_clip(tmp_path / "v.mp4", size="64x48", rate="24", frames=24, extra=("-pix_fmt", "yuv420p"))
+    audio = str(tmp_path / "a.m4a")  # 0.5 s of silence, then a tone
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-filter_complex", "[0]atrim=0:0.5[s];[s][1]concat=n=2:v=0:a=1[a]", "-map", "[a]", "-t", "1.5",
+           "-c:a", "aac", audio)
+    late = str(tmp_path / "late.mp4")
+    ffmpeg("-itsoffset", "0.5", "-i", video, "-i", audio, "-map", "0:v", "-map", "1:a", "-c", "copy", late)
+    meta, frames = read_frames(late)
+    assert meta.start == pytest.approx(0.5, abs=0.01)
+    out = str(tmp_path / "out.mp4")
+    with Encoder(out, 64, 48, meta.fps, audio=late, audio_start=meta.start) as enc:
+        for f in frames:
+            enc.write(f)
+    pcm = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", out, "-map", "0:a", "-f", "f32le", "-ac", "1", "-"],
+                         capture_output=True, check=True).stdout
+    samples = np.frombuffer(pcm, np.float32)
+    assert len(samples) == pytest.approx(48000, rel=0.05)  # the frames' second
+    assert np.sqrt(np.mean(samples[: 24000] ** 2)) > 0.03  # the tone under the first frames, not the silence
+
+
 def test_bad_media_is_a_one_line_error(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a video\n")
