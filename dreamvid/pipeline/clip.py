@@ -281,7 +281,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     audio = cfg.input if meta.has_audio and not part else None
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
     return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=audio, lossless=part, resume_hint=hint, label=label)
+                  audio=audio, audio_start=meta.start, lossless=part, resume_hint=hint, label=label)
 
 
 def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:

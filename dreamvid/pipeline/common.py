@@ -219,7 +219,8 @@ Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
 
 
 def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
-           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, lossless: bool = False,
+           inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, audio_start: float = 0.0,
+           lossless: bool = False,
            resume_hint: Optional[str] = None, label: str = "dreaming") -> str:
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
@@ -232,7 +233,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
     loaded = ck.load()
     start, state = loaded if loaded else (0, None)
-    enc = Encoder(out, width, height, fps, audio=audio, metadata=config_metadata(config),
+    enc = Encoder(out, width, height, fps, audio=audio, audio_start=audio_start, metadata=config_metadata(config),
                   overwrite=cfg.overwrite, lossless=lossless)
     enc.open()
     writer = CheckpointWriter(ck)

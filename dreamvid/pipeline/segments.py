@@ -150,7 +150,7 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     w, h = size
     readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
     sources = read_frames(meta.path, size, plan[-1].end, meta=meta)[1]  # for the dissolves
-    with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None,
+    with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None, audio_start=meta.start,
                  metadata=config_metadata(config), overwrite=cfg.overwrite) as enc, \
             progress(plan[-1].end, "joining", cfg.progress) as bar:
         for frame in S.join(plan, readers, sources):
