@@ -25,6 +25,9 @@ import numpy as np
 from .model import DreamvidError
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv")
+# The container each video extension is written in; mp4 and mov start playing before fully loaded.
+CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movflags", "+faststart", "-f", "mov"],
+              ".mkv": ["-f", "matroska"]}
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
 # A video stream starting less than this after its file is taken to start with it (its audio is copied,
@@ -147,8 +150,11 @@ class Encoder:
         for k, v in self.metadata.items():
             meta += ["-metadata", f"{k}={v}"]
         # yuv420p and faststart: the mp4 plays in every browser and starts before it is fully loaded.
-        return cmd + vf + ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-                           "-movflags", "+faststart"] + meta + ["-f", "mp4", self.tmp]
+        return cmd + vf + ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p"] \
+            + meta + self._container() + [self.tmp]
+
+    def _container(self) -> List[str]:
+        return CONTAINERS.get(os.path.splitext(self.path)[1].lower(), CONTAINERS[".mp4"])
 
     def _check_replaceable(self) -> None:
         """An existing output may be replaced only with overwrite=true, and a folder only when it holds
@@ -248,7 +254,7 @@ class Encoder:
                "-ss", f"{self.audio_start:.6f}", "-t", f"{float(seconds):.6f}", "-i", self.audio,
                "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy"]
         cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-movflags", "+faststart", "-f", "mp4", muxed]
+        cmd += self._container() + [muxed]
         proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
         if proc.returncode != 0:
             self._remove(muxed)
@@ -345,6 +351,7 @@ class VideoMeta:
     audio_codec: Optional[str] = None
     audio_duration: Optional[float] = None
     rotation: int = 0
+    sar: str = "1/1"  # the stored pixels' aspect ratio; width is the displayed one
     start: float = 0.0  # seconds from the file's start to the first frame: where its audio is taken from
     truncated: Optional[str] = None  # ffmpeg's complaint when the file ends before its index says
     indexed_frames: Optional[int] = None  # for a truncated file: about how many frames its index promises
@@ -393,6 +400,15 @@ def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) ->
         if abs(float(c - measured)) <= tolerance * float(measured):
             return c
     return measured.limit_denominator(1001)
+
+
+def _ratio(text: str) -> Fraction:
+    """framecrc's sample aspect ratio, "num/den"; unknown (0/1) or unreadable means square pixels."""
+    try:
+        r = Fraction(text.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(1)
+    return r if r > 0 else Fraction(1)
 
 
 def _discarded(extra_columns: List[str]) -> bool:
@@ -454,6 +470,9 @@ def probe(path: str) -> VideoMeta:
         raise DreamvidError(f"{path} is a still image, not a video: use mode=zoom input={path}")
 
     width, height = (int(v) for v in header["dimensions 0"].split("x"))
+    sar = _ratio(header.get("sar 0", "1/1"))
+    if sar != 1:  # non-square pixels (anamorphic): frames are read at the displayed width, square pixels
+        width = max(2, 2 * round(width * sar / 2))
     block = info[info.find(video_line) + len(video_line):].split("Stream #")[0]  # the stream's side data
     rot = re.search(r"rotation of (-?[\d.]+) degrees", block, re.IGNORECASE)
     rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
@@ -501,7 +520,7 @@ def probe(path: str) -> VideoMeta:
     return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=n,
                      duration=float(n / rate), codec=codec, vfr=vfr, has_audio=has_audio,
                      audio_codec=audio_codec, audio_duration=audio_duration, rotation=rotation,
-                     start=start if start > START_TOLERANCE else 0.0, truncated=truncated, indexed_frames=indexed)
+                     sar=f"{sar.numerator}/{sar.denominator}", start=start if start > START_TOLERANCE else 0.0, truncated=truncated, indexed_frames=indexed)
 
 
 def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,
@@ -523,7 +542,7 @@ def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: O
 
 def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", meta.path, "-map", "0:V:0"]
-    if (w, h) != meta.size:
+    if (w, h) != meta.size or meta.sar != "1/1":
         shrinking = w * h < meta.width * meta.height
         cmd += ["-vf", f"scale={w}:{h}:flags={'area' if shrinking else 'bicubic'}"]
     wanted = meta.frames if max_frames is None else min(meta.frames, max_frames)

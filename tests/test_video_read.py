@@ -117,6 +117,13 @@ def test_audio_is_taken_from_where_a_late_video_stream_starts(tmp_path):
     assert np.sqrt(np.mean(samples[: 24000] ** 2)) > 0.03  # the tone under the first frames, not the silence
 
 
+def test_non_square_pixels_are_read_at_the_displayed_width(tmp_path):
+    path = lavfi_clip(tmp_path / "a.mp4", size="64x36", frames=2, extra=("-vf", "setsar=2", "-pix_fmt", "yuv420p"))
+    meta, frames = read_frames(path)
+    assert meta.size == (128, 36) and meta.sar == "2/1"
+    assert next(frames).shape == (36, 128, 3)
+
+
 def test_bad_media_is_a_one_line_error(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a video\n")
