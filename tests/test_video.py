@@ -47,6 +47,20 @@ def test_sizes_that_are_not_multiples_of_16_are_kept(tmp_path):
     assert read_video(out)[0]["size"] == (70, 38)
 
 
+@pytest.mark.parametrize("ext,container", [(".mkv", "matroska"), (".mov", "mov,mp4"), (".mp4", "mov,mp4")])
+def test_a_video_is_written_in_its_extensions_container(tmp_path, ext, container):
+    import subprocess
+
+    from dreamvid.video import ffmpeg_exe
+
+    out = str(tmp_path / ("a" + ext))
+    with Encoder(out, 32, 24, 10) as enc:
+        for f in frames(3, 24, 32):
+            enc.write(f)
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", out], capture_output=True, text=True).stderr
+    assert f"Input #0, {container}" in info and len(read_video(out)[1]) == 3
+
+
 def test_gif_and_png_frames(tmp_path):
     gif, folder = str(tmp_path / "a.gif"), str(tmp_path / "frames")
     for out in (gif, folder):

@@ -268,7 +268,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
 
 
 def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: str) -> None:
-    ext = ".mkv" if enc.lossless else {"mp4": ".mp4", "gif": ".gif", "png": ""}[enc.kind]
+    ext = ".mkv" if enc.lossless else "" if enc.kind == "png" else os.path.splitext(enc.path)[1].lower()
     enc.path, enc.overwrite = os.path.join(ck.dir, "partial" + ext), True
     partial = enc.finish()
     raise Interrupted(f"stopped after {done} of {total} frames; partial video: {partial}; "
