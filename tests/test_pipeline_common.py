@@ -63,3 +63,17 @@ def test_existing_inputs_become_absolute_paths_for_a_resume_from_elsewhere(cfg_f
     assert cfg.model.weights == "random"
     missing = absolute_inputs(cfg_factory("input=missing.mp4"))
     assert missing.input == "missing.mp4" and not os.path.isabs(missing.input)  # its error names it as typed
+
+
+def test_per_layer_lists_must_fit_every_keyframe_of_a_layer_schedule(cfg_factory):
+    from dreamvid.model import DreamvidError
+    from dreamvid.pipeline.common import check
+
+    switch = "dream.layers=['0:(blocks.10), 2:(blocks.7+blocks.4)']"
+    with pytest.raises(DreamvidError, match=r"layer_weights has 1 weights for the 2 layers from frame 2"):
+        check(cfg_factory(switch, "dream.layer_weights=[1]", "frames=4"))
+    with pytest.raises(DreamvidError, match=r"dream.channels has 1 lists for the 2 layers \(blocks.7\+blocks.4\)"):
+        check(cfg_factory("dream.layers=[blocks.7,blocks.4]", "dream.channels=[[1]]"))
+    check(cfg_factory(switch, "frames=4"))  # no per-layer lists: every keyframe fits
+    check(cfg_factory("dream.layers=['0:(blocks.10+blocks.4), 2:(blocks.7+blocks.4)']", "dream.layer_weights=[1,2]",
+                      "frames=4"))

@@ -56,6 +56,8 @@ def check(cfg: Config) -> None:
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
     validate_schedules(cfg, cfg.frames, cfg.fps)
+    if cfg.mode != "neuron":
+        check_per_layer_lists(cfg)
     checks = [("motion.zoom", cfg.motion.zoom, lambda v: v > 0,
                "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
               ("dream.iterations", cfg.dream.iterations, lambda v: v >= 1, "must be at least 1"),
@@ -69,6 +71,21 @@ def check(cfg: Config) -> None:
             if not ok(v):
                 at = f" at frame {t}" if isinstance(value, str) else ""
                 raise DreamvidError(f"{name}={v:g}{at} {why}")
+
+
+def check_per_layer_lists(cfg: Config) -> None:
+    """dream.layer_weights and dream.channels give one entry per layer at every keyframe of dream.layers."""
+    steps = schedule.parse_steps(list(cfg.dream.layers) or list(cfg.model.layers), "dream.layers")
+    for t in steps.keyframes:
+        layers = steps(t)
+        for name, values, what in (("dream.layer_weights", cfg.dream.layer_weights, "weights"),
+                                   ("dream.channels", cfg.dream.channels, "lists")):
+            if values and len(values) != len(layers):
+                scheduled = len(steps.keyframes) > 1
+                at = f" from frame {t}" if scheduled else ""
+                why = " (a layer schedule whose number of layers changes takes none)" if scheduled else ""
+                raise DreamvidError(f"{name} has {len(values)} {what} for the {len(layers)} layers{at} "
+                                    f"({'+'.join(layers)}): give one per layer{why}")
 
 
 def validate_schedules(cfg: Config, frames: int, fps: float, sections: Sequence[str] = tuple(SCHEDULED)) -> None:
