@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from .model import DreamvidError
 
 
-def read_image(path: str) -> np.ndarray:
-    """Any image file -> (H, W, 3) uint8 RGB; grayscale, alpha, 16-bit and palette images are converted."""
+def read_image(path: str, setting: str = "input") -> np.ndarray:
+    """Any image file -> (H, W, 3) uint8 RGB, upright as its EXIF orientation says; grayscale, alpha,
+    16-bit and palette images are converted. `setting` names the path in errors."""
     import imageio.v3 as iio
 
     if not os.path.exists(path):
-        raise DreamvidError(f"input not found: {path}")
+        raise DreamvidError(f"{setting} not found: {path}")
     if os.path.isdir(path):
-        raise DreamvidError(f"input is a directory, not an image: {path}")
+        raise DreamvidError(f"{setting} is a directory, not an image: {path}")
     import cv2
 
     # OpenCV keeps 16-bit depth and alpha; imageio reads what it cannot (GIF, some palettes).
@@ -30,7 +31,28 @@ def read_image(path: str) -> np.ndarray:
             img = iio.imread(path, index=0)
         except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
             raise DreamvidError(f"cannot read {path} as an image (is it a picture file?)") from None
-    return to_rgb8(np.asarray(img))
+    return upright(to_rgb8(np.asarray(img)), exif_orientation(path))
+
+
+def exif_orientation(path: str) -> int:
+    """The EXIF orientation tag (1-8) of an image file, 1 when it has none (phone photos store the
+    picture sideways and this tag says how to turn it)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - no EXIF, or a format PIL does not read: as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) turned as EXIF orientation `orientation` asks (2-8 mirror and/or rotate; 1 as is)."""
+    transposed = img.transpose(1, 0, 2)
+    turned = {2: img[:, ::-1], 3: img[::-1, ::-1], 4: img[::-1], 5: transposed,
+              6: np.rot90(img, -1), 7: transposed[::-1, ::-1], 8: np.rot90(img, 1)}.get(orientation, img)
+    return np.ascontiguousarray(turned)
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:

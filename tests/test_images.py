@@ -27,8 +27,10 @@ def test_conversions_of_gray_alpha_16bit_and_palette(tmp_path):
 
 
 def test_bad_paths_get_clear_errors(tmp_path):
-    with pytest.raises(DreamvidError, match="not found"):
+    with pytest.raises(DreamvidError, match="input not found"):
         read_image(str(tmp_path / "nope.png"))
+    with pytest.raises(DreamvidError, match="dream.guide not found"):  # the setting the path came from
+        read_image(str(tmp_path / "nope.png"), "dream.guide")
     with pytest.raises(DreamvidError, match="directory"):
         read_image(str(tmp_path))
     (tmp_path / "t.png").write_text("hello")
@@ -49,3 +51,18 @@ def test_builtin_start_image_is_deterministic_clouds():
     assert a[..., 2].mean() > a[..., 0].mean()  # a blue sky
     assert a.std() > 10  # with structure
     assert to_rgb8(a).shape == a.shape
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_are_turned_upright_as_their_exif_orientation_says(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    pixels = np.random.default_rng(orientation).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    path = str(tmp_path / "photo.png")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    got = read_image(path)
+    assert got.shape == want.shape == ((10, 6, 3) if orientation >= 5 else (6, 10, 3))
+    assert np.array_equal(got, want)

@@ -48,7 +48,7 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
                                     overlap=cfg.speed.tile_overlap, budget=budget)
     guides = None
     if cfg.dream.guide:
-        guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide), device), every_layer)
+        guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide, "dream.guide"), device), every_layer)
     # The objective of the last frame, reused while its layers stay: a CUDA graph is captured per objective.
     # Layer and guide weights (schedules may change them every frame) live in device tensors that the
     # objective reads, updated in place, so the graphs serve every frame.
