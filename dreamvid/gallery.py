@@ -139,16 +139,21 @@ def varying(jobs: Sequence[Job]) -> Tuple[List[str], Dict[str, str]]:
 # -- contact sheet ----------------------------------------------------------------------------------
 
 
+def middle_frame_file(folder: str) -> str:
+    """The middle one of a folder's frame pictures."""
+    frames = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+    if not frames:
+        raise DreamvidError(f"no frames in {folder}")
+    return os.path.join(folder, frames[len(frames) // 2])
+
+
 def thumbnail_frame(path: str) -> np.ndarray:
     """The middle frame of a video (or the picture itself), (H, W, 3) uint8 RGB."""
     from .images import read_image
     from .video import read_frames
 
     if os.path.isdir(path):  # a folder of PNG frames
-        frames = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
-        if not frames:
-            raise DreamvidError(f"no frames in {path}")
-        return read_image(os.path.join(path, frames[len(frames) // 2]))
+        return read_image(middle_frame_file(path))
     if path.lower().endswith(IMAGE_EXTS):
         return read_image(path)
     meta, frames = read_frames(path)
@@ -301,7 +306,11 @@ def _media(job: Job, base: str, webm: bool) -> str:
     src = html.escape(_href(out, base))
     if out.lower().endswith(IMAGE_EXTS + (".gif",)):
         return f'<img src="{src}" alt="job {job.num}">'
-    sources = [f'<source src="{src}" type="video/mp4">']
+    if os.path.isdir(out):  # PNG frames: the middle one, opening the folder
+        middle = html.escape(_href(middle_frame_file(out), base))
+        return f'<a href="{src}/"><img src="{middle}" alt="job {job.num}: middle frame"></a>'
+    kind = {".mp4": ' type="video/mp4"', ".webm": ' type="video/webm"'}.get(os.path.splitext(out)[1].lower(), "")
+    sources = [f'<source src="{src}"{kind}>']
     if webm:
         from .video import webm_copy
 

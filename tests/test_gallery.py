@@ -122,6 +122,22 @@ def test_gallery_page_links_relative_files_only(sweep):
     assert "<script" not in page and "<link" not in page  # no external CSS or code
 
 
+def test_a_job_that_wrote_png_frames_shows_its_middle_frame_linking_the_folder(sweep):
+    folder = make_job(sweep, 3, ["debug=tiny", "seed=4", "dream.layers=[blocks.4]"])
+    frames = os.path.join(folder, "frames")
+    with Encoder(frames, 32, 24, 8) as enc:
+        for c in (RED, GREEN, BLUE):
+            enc.write(np.full((24, 32, 3), c, np.uint8))
+    with open(os.path.join(folder, "job.json")) as f:
+        status = json.load(f)
+    with open(os.path.join(folder, "job.json"), "w") as f:
+        json.dump(dict(status, output=frames), f)
+    page = open(write_gallery(sweep)["html"], encoding="utf-8").read()
+    assert '<a href="3/frames/"><img src="3/frames/frame_000001.png"' in page
+    assert page.count("<video ") == 2  # the folder is not offered as a video
+    assert all(os.path.exists(os.path.join(sweep, u)) for u in _links(page))
+
+
 def test_gallery_command_regenerates_and_makes_webm(sweep):
     r = subprocess.run([sys.executable, "-m", "dreamvid.gallery", sweep, "--webm", "--thumb-width", "64"],
                        capture_output=True, text=True)
