@@ -99,9 +99,13 @@ def list_layers_command(argv: List[str]) -> int:
     except DreamvidError as e:
         print(f"dreamvid: error: {e}", file=sys.stderr)
         return 2
-    print(f"{'layer':<16} channels")
-    for layer, channels in rows:
-        print(f"{layer:<16} {channels}")
+    try:
+        print(f"{'layer':<16} channels")
+        for layer, channels in rows:
+            print(f"{layer:<16} {channels}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `dreamvid layers | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 
 

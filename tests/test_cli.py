@@ -1,5 +1,7 @@
 """End to end through the real command line, at tiny sizes."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +35,11 @@ def test_default_output_goes_to_the_run_folder(tmp_path):
 def test_layers_command_lists_channels(tmp_path):
     r = run_cli(["layers", "lite0"], cwd=str(tmp_path))
     assert r.returncode == 0 and "blocks.10" in r.stdout and "112" in r.stdout
+    # piped into a reader that has gone (`dreamvid layers | head -1`): a quiet exit, no traceback
+    proc = subprocess.Popen([sys.executable, "-m", "dreamvid", "layers", "lite0"], cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in proc.stderr.read()
 
 
 BAD = [
