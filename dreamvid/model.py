@@ -187,9 +187,15 @@ def _load_state(path: str) -> Dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise DreamvidError(f"model weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise DreamvidError(f"cannot read model weights {path}: {e}") from None
+        # torch's own text runs to many lines about pickles and weights_only, none of them the user's fix
+        raise DreamvidError(f"cannot read model weights {path}: not a PyTorch weights file (a state dict "
+                            f"saved with torch.save; {type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise DreamvidError(f"cannot read model weights {path}: it holds a {type(state).__name__}, "
+                            f"not a state dict of tensors")
+    return state
 
 
 def _build_lite(name: str, weights: Optional[str]) -> nn.Module:

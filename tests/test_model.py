@@ -33,6 +33,12 @@ def test_a_state_dict_with_a_missing_key_is_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(DreamvidError, match="do not fit"):
         M._build_lite("lite0", str(path))
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    torch.save([1, 2], tmp_path / "list.pt")
+    for wrong, why in (("photo.png", "not a PyTorch weights file"), ("list.pt", "holds a list")):
+        with pytest.raises(DreamvidError, match=why) as e:
+            M._build_lite("lite0", str(tmp_path / wrong))
+        assert "\n" not in str(e.value)  # one line
 
 
 def test_classifies_a_real_photo_that_ships_offline():
