@@ -1,7 +1,10 @@
 """The command line: Hydra composes the config, which is turned into the typed Config once."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import re
 import sys
 import warnings
 from typing import List, Optional
@@ -87,6 +90,60 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
     return out
 
 
+# Config groups: `model=vgg16` picks conf/model/vgg16.yaml (the rest of the command line sets keys).
+GROUPS = ("model", "flow", "preset", "debug")
+SIMPLE_VALUE = re.compile(r"[\w.+-]*")  # a plain scalar: Hydra and YAML read it alike
+
+
+def _setting_names(schema=Config, prefix: str = "") -> List[str]:
+    names = []
+    for f in dataclasses.fields(schema):
+        names.append(prefix + f.name)
+        if dataclasses.is_dataclass(f.default_factory if callable(f.default_factory) else None):
+            names += _setting_names(f.default_factory, prefix + f.name + ".")
+    return names
+
+
+def _group_options(group: str) -> List[str]:
+    folder = os.path.join(os.path.dirname(__file__), "conf", group)
+    return sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".yaml"))
+
+
+def override_error(argv: List[str]) -> Optional[str]:
+    """One line saying what is wrong with the first bad `key=value` of a command line, before Hydra
+    (whose own messages run to several lines): a misspelt key, a group option that does not exist, a
+    plain value of the wrong type. None when every override is one dreamvid knows."""
+    names = _setting_names()
+    own_configs = any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp")) for a in argv)
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key.startswith(("+", "~", "hydra")) or "@" in key:
+            continue  # Hydra's own settings and syntax: left to Hydra
+        if key in GROUPS:
+            options = _group_options(key)
+            picked = [v for v in value.split(",") if v not in ("", "null")]
+            wrong = [v for v in picked if v not in options]
+            if wrong and not own_configs and "(" not in value:
+                return f"{key}={wrong[0]} is not one of the choices: {', '.join(options)}"
+            continue
+        if key not in names:
+            close = difflib.get_close_matches(key, names + list(GROUPS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"unknown setting {key}{hint}; the settings are listed in the README and by `dreamvid --cfg job`"
+        if SIMPLE_VALUE.fullmatch(value):
+            schema = OmegaConf.structured(Config)
+            if OmegaConf.is_list(OmegaConf.select(schema, key)):
+                return f"{key} is a list: write {key}=[{value}]"
+            try:
+                OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{key}={value}"]))
+            except Exception as e:  # noqa: BLE001 - OmegaConf's ValidationError and kin
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                return f"{key}={value}: {why}"
+    return None
+
+
 def list_layers_command(argv: List[str]) -> int:
     from .model import list_layers
 
@@ -113,6 +170,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "layers":
         sys.exit(list_layers_command(sys.argv[2:]))
     warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
+    problem = override_error(sys.argv[1:])
+    if problem:
+        _fail(problem)
     _hydra_main()
     if sweep.failures():  # a sweep that went on past failed jobs still says so in its exit status
         sys.exit(1)

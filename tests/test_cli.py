@@ -62,6 +62,10 @@ BAD = [
     (["output=/proc/forbidden/out.mp4"], "cannot create output folder"),
     (["mode=dance"], "unknown mode"),
     (["device=tpu"], "unknown device"),
+    (["dram.octaves=2"], "unknown setting dram.octaves (did you mean dream.octaves?)"),
+    (["frames=abc"], "frames=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["preset=foo"], "preset=foo is not one of the choices: bodies, dogs, eyes"),
+    (["dream.layers=blocks.10"], "dream.layers is a list: write dream.layers=[blocks.10]"),
 ]
 
 
@@ -73,12 +77,22 @@ def test_bad_input_gets_one_clear_line_and_no_output(tmp_path, args, message):
     out = tmp_path / "o.mp4"
     extra = [] if any(a.startswith("output=") for a in args) else [f"output={out}"]
     r = run_cli(TINY + args + extra, cwd=str(tmp_path))
-    assert r.returncode != 0
+    assert r.returncode == 2
     err = r.stderr.strip()
     assert message in err, err
-    if not args[0].startswith("model="):  # Hydra's own composition errors span a few lines
-        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_overrides_dreamvid_knows_pass_the_early_check():
+    from dreamvid.cli import override_error
+
+    good = ["-m", "dream.octaves=3,4", "seed=1,2", "model=vgg16", "flow=dis_fast,farneback", "preset=null",
+            "debug=tiny", "output=${hydra:runtime.output_dir}/f/", "dream.step='0:(1), 4:(2)'", "width=null",
+            "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "+extra=1", "dream.layers=[blocks.10]",
+            "speed.tile=-1", "motion.zoom=1.5", "preset=glob(*)", "--cfg", "job"]
+    assert override_error(good) is None
+    assert override_error(["--config-dir", "mine", "preset=myown"]) is None  # the user's own options
 
 
 def test_output_equal_to_input_is_refused(tmp_path):
