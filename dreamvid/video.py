@@ -30,6 +30,7 @@ CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movfl
               ".mkv": ["-f", "matroska"]}
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
+GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers play 1/100 s as 1/10 s
 # A video stream starting less than this after its file is taken to start with it (its audio is copied,
 # which is precise to about a packet, ~20 ms, anyway); later, the audio is cut from the first frame on.
 START_TOLERANCE = 0.02
@@ -126,6 +127,10 @@ class Encoder:
         if self.kind == "png":
             os.makedirs(self.tmp)
             return
+        if self.kind == "gif" and float(Fraction(fps_arg(self.fps))) > GIF_MAX_FPS:
+            warnings.warn(f"a GIF's frame delays are in 1/100 s: fps={float(Fraction(fps_arg(self.fps))):g} plays at "
+                          f"{GIF_MAX_FPS} frames/s at most (browsers slow delays under 2/100 s to 1/10 s); "
+                          f"use .mp4 for a faster rate", stacklevel=3)
         self._log = open(self.tmp + ".log", "w+b")
         self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log, **OWN_SESSION)

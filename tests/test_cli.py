@@ -58,6 +58,8 @@ BAD = [
     (["dream.layers=[blocks.99]"], "valid layers: stem"),
     (["dream.layers=[blocks.10]", "dream.channels=[[5000]]"], "out of range"),
     (["width=16", "height=16"], "smaller than the 32 px"),
+    (["width=31", "height=64"], "width=31 is smaller than the 32 px"),  # before the odd-width warning
+    (["max_frames=3"], "max_frames shortens a clip (mode=video)"),
     (["output={tmp}/out.xyz"], "unsupported output extension"),
     (["output=/proc/forbidden/out.mp4"], "cannot create output folder"),
     (["mode=dance"], "unknown mode"),

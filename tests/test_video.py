@@ -61,6 +61,12 @@ def test_a_video_is_written_in_its_extensions_container(tmp_path, ext, container
     assert f"Input #0, {container}" in info and len(read_video(out)[1]) == 3
 
 
+def test_a_gif_faster_than_its_format_plays_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match=r"fps=100 plays at 50 frames/s at most"):
+        with Encoder(str(tmp_path / "fast.gif"), 32, 24, 100) as enc:
+            enc.write(frames(1, 24, 32)[0])
+
+
 def test_gif_and_png_frames(tmp_path):
     gif, folder = str(tmp_path / "a.gif"), str(tmp_path / "frames")
     for out in (gif, folder):

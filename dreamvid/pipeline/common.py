@@ -55,6 +55,15 @@ def check(cfg: Config) -> None:
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
+    if cfg.max_frames is not None and cfg.mode != "video":
+        raise DreamvidError(f"max_frames shortens a clip (mode=video); mode={cfg.mode} makes frames={cfg.frames}: "
+                            f"set frames= instead")
+    if cfg.mode != "neuron":
+        for side in ("width", "height"):
+            v = getattr(cfg, side)
+            if v is not None and v < cfg.model.min_size:
+                raise DreamvidError(f"{side}={v} is smaller than the {cfg.model.min_size} px this model needs: "
+                                    f"use at least {cfg.model.min_size}")
     validate_schedules(cfg, cfg.frames, cfg.fps)
     if cfg.mode != "neuron":
         check_per_layer_lists(cfg)
