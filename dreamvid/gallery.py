@@ -92,8 +92,12 @@ def _job_num(folder: str) -> Optional[int]:
     return None if num is None else int(num)
 
 
-def collect_jobs(sweep_dir: str) -> List[Job]:
-    """Every job under sweep_dir, by job number, with its status, output and differing values."""
+def collect_jobs(sweep_dir: str, since: Optional[float] = None) -> List[Job]:
+    """Every job under sweep_dir, by job number, with its status, output and differing values.
+
+    since: only the jobs Hydra started at or after this time (their `.hydra/overrides.yaml` is written
+    then): a sweep run again into the same folder leaves the earlier sweep's extra jobs out.
+    """
     jobs: List[Job] = []
     for root, dirs, files in os.walk(sweep_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".state"))
@@ -101,6 +105,8 @@ def collect_jobs(sweep_dir: str) -> List[Job]:
         if not os.path.isfile(overrides_file):
             continue
         dirs[:] = []  # a job's own folders are not jobs
+        if since is not None and os.path.getmtime(overrides_file) < since:
+            continue
         status = {}
         if STATUS_FILE in files:
             try:

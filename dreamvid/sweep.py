@@ -19,11 +19,13 @@ import traceback
 from typing import Any, List, Optional, Sequence
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 STATUS_FILE = "job.json"  # a job's outcome, written when it ends
 ERROR_FILE = "error.txt"  # why a job failed, written when it fails
 GPUS_ENV = "DREAMVID_SWEEP_GPUS"  # the GPUs a sweep's workers share, set by the launching process
+CLOCK_SLACK = 5.0  # seconds a job's files may seem older than the sweep's start (clocks of other machines)
 
 # Module state, per process: the job running now, and the failures the exit status reports.
 _job = {"started": 0.0, "error": None}
@@ -170,9 +172,11 @@ class SweepCallback(Callback):
     def __init__(self, gallery: bool = True, webm: bool = False, one_gpu_per_worker: bool = True) -> None:
         self.gallery, self.webm, self.one_gpu_per_worker = gallery, webm, one_gpu_per_worker
         self._set_gpus = False
+        self._started: Optional[float] = None
 
     # -- in the launching process ---------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.time()
         _failed.clear()
         _sweep_failed.clear()
         if self.one_gpu_per_worker and _is_joblib(config) and GPUS_ENV not in os.environ:
@@ -188,7 +192,14 @@ class SweepCallback(Callback):
             os.environ.pop(GPUS_ENV, None)
             self._set_gpus = False
         shutil.rmtree(slot_folder(sweep_dir), ignore_errors=True)
-        jobs = gallery.collect_jobs(sweep_dir)
+        # Jobs of this sweep only: a sweep run again into the same folder (a fixed hydra.sweep.dir) leaves
+        # the earlier one's folders. A few seconds of slack for a cluster's clocks.
+        since = None if self._started is None else self._started - CLOCK_SLACK
+        jobs = gallery.collect_jobs(sweep_dir, since=since)
+        earlier = len(gallery.collect_jobs(sweep_dir)) - len(jobs)
+        if earlier:
+            print(f"dreamvid: note: {earlier} job folder(s) of an earlier sweep in {sweep_dir} are left out",
+                  file=sys.stderr, flush=True)
         if self.gallery and jobs:
             try:
                 made = gallery.write_gallery(sweep_dir, webm=self.webm, jobs=jobs)
@@ -205,6 +216,11 @@ class SweepCallback(Callback):
     # -- in the process that runs the job -------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         _job.update(started=time.time(), error=None)
+        if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN:  # an earlier sweep's outcome, same folder
+            for name in (STATUS_FILE, ERROR_FILE):
+                stale = os.path.join(str(config.hydra.runtime.output_dir), name)
+                if os.path.exists(stale):
+                    os.remove(stale)
         gpus = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g]
         # Only joblib's workers share a machine's GPUs; SLURM, submitit and Ray give each job its own.
         if self.one_gpu_per_worker and _is_joblib(config) and len(gpus) > 1 and _slot_lock is None:
@@ -214,7 +230,6 @@ class SweepCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
-        from hydra.types import RunMode
 
         peak = _release_gpu_memory()
         if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:

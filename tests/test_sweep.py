@@ -121,6 +121,21 @@ def test_a_failed_job_is_reported_and_the_sweep_goes_on(monkeypatch, tmp_path, c
     assert os.path.exists(os.path.join(os.path.dirname(bad), "contact_sheet.png"))
 
 
+def test_a_sweep_run_again_into_its_folder_shows_only_its_own_jobs(monkeypatch, tmp_path, capsys):
+    fixed = "hydra.sweep.dir=multirun/day/same"
+    assert _in_process_sweep(monkeypatch, tmp_path, "frames=1", "dream.octaves=0,1,1", fixed) == 1  # job 0 fails
+    for job in job_dirs(tmp_path):  # the earlier sweep, a minute ago
+        past = os.path.getmtime(os.path.join(job, ".hydra", "overrides.yaml")) - 60
+        os.utime(os.path.join(job, ".hydra", "overrides.yaml"), (past, past))
+    capsys.readouterr()
+    assert _in_process_sweep(monkeypatch, tmp_path, "frames=1", "seed=4,5", "dream.octaves=1", "overwrite=true",
+                             fixed) == 0
+    err = capsys.readouterr().err
+    assert "1 job folder(s) of an earlier sweep" in err and "failed" not in err
+    page = open(tmp_path / "multirun" / "day" / "same" / "index.html", encoding="utf-8").read()
+    assert "2 jobs, 2 ok" in page and page.count("<video ") == 2
+
+
 def test_an_unexpected_crash_in_one_job_keeps_its_traceback(monkeypatch, tmp_path, capsys):
     from dreamvid import pipeline
 
