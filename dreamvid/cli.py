@@ -115,6 +115,8 @@ def override_error(argv: List[str]) -> Optional[str]:
     plain value of the wrong type. None when every override is one dreamvid knows."""
     names = _setting_names()
     own_configs = any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp")) for a in argv)
+    # (segments=auto's own sweep gives its segment jobs one output: each writes its segment beside it)
+    sweeping = any(a in ("-m", "--multirun") for a in argv) and not any(a.startswith("segment=") for a in argv)
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -132,6 +134,10 @@ def override_error(argv: List[str]) -> Optional[str]:
             close = difflib.get_close_matches(key, names + list(GROUPS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             return f"unknown setting {key}{hint}; the settings are listed in the README and by `dreamvid --cfg job`"
+        if key == "output" and sweeping and "${" not in value and "," not in value and "(" not in value:
+            return (f"in a sweep (-m) every job would write output={value}: leave output unset (each job writes "
+                    f"into its own folder) or put the job's folder in it, output='${{hydra:runtime.output_dir}}/"
+                    f"{os.path.basename(value.rstrip('/')) or 'frames'}'")
         if SIMPLE_VALUE.fullmatch(value):
             schema = OmegaConf.structured(Config)
             if OmegaConf.is_list(OmegaConf.select(schema, key)):

@@ -95,6 +95,9 @@ def test_overrides_dreamvid_knows_pass_the_early_check():
             "speed.tile=-1", "motion.zoom=1.5", "preset=glob(*)", "--cfg", "job"]
     assert override_error(good) is None
     assert override_error(["--config-dir", "mine", "preset=myown"]) is None  # the user's own options
+    assert "every job would write output=shared.mp4" in override_error(["-m", "seed=1,2", "output=shared.mp4"])
+    assert override_error(["-m", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"]) is None
+    assert override_error(["-m", "output='/x/out.mp4'", "segment=0,1"]) is None  # segments=auto's jobs
 
 
 def test_output_equal_to_input_is_refused(tmp_path):
