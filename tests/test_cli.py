@@ -30,6 +30,7 @@ def test_default_output_goes_to_the_run_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     made = list(tmp_path.glob("outputs/*/*/dream.mp4"))
     assert len(made) == 1 and str(made[0]) in r.stdout
+    assert f"output: {made[0]}" in open(str(made[0]) + ".yaml").read()  # the saved config says where it is
 
 
 def test_layers_command_lists_channels(tmp_path):

@@ -255,6 +255,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     playable partial output in the checkpoint folder. A source that ends early (`TruncatedVideo`
     from `produce`) finishes the output with the frames dreamed, then says where decoding stopped.
     """
+    cfg = replace(cfg, output=out)  # the saved config says where this output is
     config = config_dict(cfg)
     ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
     loaded = ck.load()

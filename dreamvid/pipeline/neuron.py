@@ -3,6 +3,7 @@ optionally, a video of the optimisation and a with/without-prior comparison."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Dict, List
 
 import numpy as np
@@ -101,6 +102,7 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     labels = [f"{layer}:{c}" for c in channels]
 
     folder = output_dir(cfg)
+    cfg = replace(cfg, output=folder)  # the saved config says where the images are
     paths = {"grid": os.path.join(folder, "grid.png"),
              "images": [os.path.join(folder, f"channel_{c:04d}.png") for c in channels],
              "video": os.path.join(folder, "optimisation.mp4") if n.record_every > 0 else None,

@@ -123,7 +123,7 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     """Plan, dream the segments as jobs, join them into `out` with the source's audio."""
     if os.path.exists(out) and not cfg.overwrite:
         raise DreamvidError(f"output exists: {out} (pass overwrite=true to replace it, or choose another output=)")
-    config = config_dict(cfg)
+    config = config_dict(replace(cfg, output=out))  # the saved config says where this output is
     key = plan_key(cfg)
     again = "run the same command again" + ("" if cfg.output else f" with output={out}")
     plan = S.load_plan(out)
@@ -156,7 +156,7 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
         for frame in S.join(plan, readers, sources):
             enc.write(frame)
             bar.update(1)
-    save_config(cfg, out)
+    save_config(replace(cfg, output=out), out)
     shutil.rmtree(S.folder(out), ignore_errors=True)
     if note:
         raise DreamvidError(f"{note}; the {plan[-1].end} frames dreamed are in {out}")
