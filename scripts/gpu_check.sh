@@ -3,10 +3,11 @@
 #   bash scripts/gpu_check.sh [OUTDIR] [BENCH ARGS...]
 # 1. tests: the tests that skip without a GPU (CUDA graphs against eager steps in fp32 and bf16, tiles
 #    with graphs, GPU memory between sweep jobs) and the fast-path and tiling tests on the GPU;
-# 2. zoom, clip: a smoke render of each mode on the GPU (zoom at 720p, a 60-frame 480p clip with audio);
+# 2. zoom, clip, neuron: a smoke render of each mode on the GPU (zoom at 720p, a 60-frame 480p clip with
+#    audio, eight channels of the neuron explorer);
 # 3. bench: scripts/bench.py with the speed variants worth comparing, as a table and JSON.
-# OUTDIR (default gpu-check/) receives six flat files: summary.txt, tests.log, zoom.log, clip.log,
-# bench.log, bench.json; the renders go to a scratch folder. A failing step does not stop the others,
+# OUTDIR (default gpu-check/) receives seven flat files: summary.txt, tests.log, zoom.log, clip.log,
+# neuron.log, bench.log, bench.json; the renders go to a scratch folder. A failing step does not stop the others,
 # prints the end of its log, and makes the script exit non-zero. Each step has a time limit
 # (STEP_TIMEOUT seconds, default 300; the bench BENCH_TIMEOUT, default 420) so that one hang cannot use
 # up the machine. TOTAL_TIMEOUT (seconds, default none) bounds the whole script: the bench, last, gets
@@ -57,6 +58,8 @@ step tests "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_fast.py tests/t
     tests/test_sweep.py::test_gpu_memory_is_released_between_jobs
 step zoom "$PY" -m dreamvid device=cuda frames=24 "output=$scratch/zoom.mp4" overwrite=true progress=false \
     "hydra.run.dir=$scratch/zoom-run"
+step neuron "$PY" -m dreamvid mode=neuron device=cuda "channels=first:8" "output=$scratch/neuron" \
+    overwrite=true progress=false "hydra.run.dir=$scratch/neuron-run"
 step clip "$PY" - "$scratch" <<'EOF'
 import subprocess, sys
 from dreamvid.video import ffmpeg_exe, probe
