@@ -25,8 +25,14 @@ import torch
 
 from .model import DreamvidError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: renders of one output are not guarded against each other
+    fcntl = None  # type: ignore[assignment]
+
 STATE_SUFFIX = ".state"
 STATE_FILE = "state.pt"
+LOCK_FILE = "lock"  # held (flock) by the process rendering this output; holds its pid
 # Raised when a release dreams the same settings into other frames (2: folded batch norms and the step's
 # zero guard), so that a checkpoint of an earlier one is not resumed into a mixed render.
 FORMAT = 2
@@ -80,8 +86,39 @@ def _to_host(value: Any) -> Any:
 
 class Checkpoint:
     def __init__(self, output: str, key: str, config: Optional[Dict[str, Any]] = None):
-        self.dir = state_dir(output)
+        self.output, self.dir = output, state_dir(output)
         self.key, self.config = key, config or {}
+        self._lock: Optional[int] = None
+
+    def lock(self) -> None:
+        """Claim this output for this process, or refuse: two renders of one output would delete each
+        other's files. The lock goes with the process, however it ends, so a killed render resumes."""
+        if fcntl is None:
+            return
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pid = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise DreamvidError(f"{self.output} is being rendered by another dreamvid"
+                                f"{f' (process {pid})' if pid else ''}: let it finish, or choose another output=") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        """Release the claim; a checkpoint folder holding nothing else goes too."""
+        if self._lock is None:
+            return
+        os.close(self._lock)
+        self._lock = None
+        try:
+            if os.listdir(self.dir) == [LOCK_FILE]:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        except OSError:
+            pass
 
     @property
     def exists(self) -> bool:
@@ -91,7 +128,7 @@ class Checkpoint:
         """(next frame index, state) of a matching checkpoint, None when there is none."""
         if not self.exists:
             return None
-        data = torch.load(os.path.join(self.dir, STATE_FILE), map_location="cpu", weights_only=False)
+        data = _load_state_file(self.dir)
         if data.get("key") != self.key:
             if data.get("format", 1) != FORMAT:
                 raise DreamvidError(f"{self.dir} holds the checkpoint of an earlier dreamvid, which dreams these "
@@ -103,11 +140,13 @@ class Checkpoint:
     def frame_path(self, index: int) -> str:
         return os.path.join(self.dir, "frames", f"frame_{index:06d}.png")
 
-    def read_frame(self, index: int) -> np.ndarray:
+    def read_frame(self, index: int, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Finished frame `index`, (H, W, 3) uint8 RGB; size=(width, height) it must have."""
         import cv2
 
-        img = cv2.imread(self.frame_path(index), cv2.IMREAD_COLOR)
-        if img is None:
+        path = self.frame_path(index)
+        img = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        if img is None or (size is not None and img.shape[:2] != (size[1], size[0])):
             raise DreamvidError(f"checkpoint frame {index} is missing or damaged in {self.dir}: "
                                 f"delete that folder to start again")
         return np.ascontiguousarray(img[..., ::-1])
@@ -253,5 +292,15 @@ def find_state(path: str) -> str:
 
 
 def saved_config(state_folder: str) -> Dict[str, Any]:
-    data = torch.load(os.path.join(state_folder, STATE_FILE), map_location="cpu", weights_only=False)
-    return data.get("config") or {}
+    return _load_state_file(state_folder).get("config") or {}
+
+
+def _load_state_file(folder: str) -> Dict[str, Any]:
+    try:
+        data = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - a truncated or garbled file, whatever the unpickler says
+        data = None
+    if not isinstance(data, dict):
+        raise DreamvidError(f"the checkpoint in {folder} is damaged ({STATE_FILE} cannot be read): "
+                            f"delete that folder to start again")
+    return data

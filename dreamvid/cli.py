@@ -26,7 +26,7 @@ def _verbose() -> bool:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    print(f"dreamvid: error: {message}", file=sys.stderr)
+    print(f"dreamvid: {'error: ' if code != 130 else ''}{message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -43,6 +43,7 @@ def _sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+INTERRUPTED = "interrupted; the frames finished so far are kept: the same command resumes"
 # What resume= takes from its own command line; everything else comes from the interrupted render.
 RESUME_OWN = ("resume", "progress", "device")
 
@@ -80,7 +81,7 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
         print(f"dreamvid: {'error: ' if code == 2 else ''}{e}", file=sys.stderr)
         sys.exit(code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(INTERRUPTED, 130)
     except Exception as e:  # noqa: BLE001 - only in a sweep: a crash in one job must not stop the others
         if not _sweeping():
             raise
@@ -179,6 +180,9 @@ def main() -> None:
     problem = override_error(sys.argv[1:])
     if problem:
         _fail(problem)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # while Hydra starts, before a render could begin
+        _fail("interrupted", 130)
     if sweep.failures():  # a sweep that went on past failed jobs still says so in its exit status
         sys.exit(1)

@@ -13,6 +13,27 @@ from dreamvid.model import DreamvidError
 ARGS = ["debug=tiny", "frames=10", "width=96", "height=64", "dream.iterations=3", "seed=5"]
 
 
+def test_a_damaged_checkpoint_is_one_line_and_an_output_is_claimed_by_one_render(tmp_path):
+    out = str(tmp_path / "o.mp4")
+    ck = Checkpoint(out, "k")
+    ck.save(0, np.zeros((8, 10, 3), np.uint8), {"x": 1})
+    with pytest.raises(DreamvidError, match="frame 0 is missing or damaged"):
+        ck.read_frame(0, (12, 8))  # another size than the render's
+    with open(os.path.join(ck.dir, "state.pt"), "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DreamvidError, match="is damaged"):
+        ck.load()
+    ck.lock()
+    with pytest.raises(DreamvidError, match="being rendered by another dreamvid"):
+        Checkpoint(out, "k").lock()
+    ck.unlock()
+    Checkpoint(out, "k").lock()  # free again
+    empty = Checkpoint(str(tmp_path / "new.mp4"), "k")
+    empty.lock()
+    empty.unlock()
+    assert not os.path.exists(empty.dir)  # a claim that wrote nothing leaves nothing
+
+
 def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     out = str(tmp_path / "o.mp4")
     ck = Checkpoint(out, "k1", {"frames": 3})
@@ -62,6 +83,8 @@ def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
     args = ARGS + [f"output={out}/"]
     proc = start_cli(args, str(tmp_path))
     wait_for_frames(str(out) + ".state", 3, proc)
+    r = run_cli(args, cwd=str(tmp_path))  # the same output while it is being rendered: refused
+    assert r.returncode == 2 and f"being rendered by another dreamvid (process {proc.pid})" in r.stderr, r.stderr
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # nothing that looks finished

@@ -258,17 +258,35 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     cfg = replace(cfg, output=out)  # the saved config says where this output is
     config = config_dict(cfg)
     ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
-    loaded = ck.load()
-    start, state = loaded if loaded else (0, None)
-    enc = Encoder(out, width, height, fps, audio=audio, audio_start=audio_start, metadata=config_metadata(config),
-                  overwrite=cfg.overwrite, lossless=lossless)
-    enc.open()
+    ck.lock()  # before anything is read or removed: another render of this output is refused
+    try:
+        loaded = ck.load()
+        start, state = loaded if loaded else (0, None)
+        enc = Encoder(out, width, height, fps, audio=audio, audio_start=audio_start,
+                      metadata=config_metadata(config), overwrite=cfg.overwrite, lossless=lossless)
+        enc.open()
+        stopped = _encode(enc, ck, total, start, state, produce, cfg.progress, label,
+                          resume_hint or f"dreamvid resume={out}")
+        enc.finish()
+        save_config(cfg, out)
+        ck.clear()
+    finally:
+        ck.unlock()
+    if stopped is not None:
+        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
+    return out
+
+
+def _encode(enc: Encoder, ck: Checkpoint, total: int, start: int, state: Any, produce: Producer, show: bool,
+            label: str, resume: str) -> Optional[TruncatedVideo]:
+    """The checkpoint's frames, then `produce`'s, into `enc` and the checkpoint; the truncation that ended
+    the source early, if one did."""
     writer = CheckpointWriter(ck)
     stopped: Optional[TruncatedVideo] = None
     try:
-        with progress(total, label, cfg.progress, initial=min(start, total)) as bar, _StopOnSigint() as stop:
+        with progress(total, label, show, initial=min(start, total)) as bar, _StopOnSigint() as stop:
             for i in range(min(start, total)):
-                enc.write(ck.read_frame(i))
+                enc.write(ck.read_frame(i, (enc.width, enc.height)))
             t = start
             try:
                 for frame, state in produce(start, state):
@@ -278,7 +296,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
                     t += 1
                     if stop.requested and t < total:
                         writer.close()
-                        _stop_partial(enc, ck, t, total, resume_hint or f"dreamvid resume={out}")
+                        _stop_partial(enc, ck, t, total, resume)
             except TruncatedVideo as e:
                 stopped = e  # keep what was dreamed: the output is finished below
         writer.close()
@@ -286,12 +304,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
         writer.close(quiet=True)  # what was finished stays resumable
         enc.abort()
         raise
-    enc.finish()
-    save_config(cfg, out)
-    ck.clear()
-    if stopped is not None:
-        raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
-    return out
+    return stopped
 
 
 def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: str) -> None:
