@@ -95,8 +95,16 @@ class Checkpoint:
         other's files. The lock goes with the process, however it ends, so a killed render resumes."""
         if fcntl is None:
             return
-        os.makedirs(self.dir, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        folder = os.path.dirname(os.path.abspath(self.dir))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise DreamvidError(f"cannot create output folder {folder}: {e.strerror}") from None
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DreamvidError(f"cannot write in output folder {folder}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
