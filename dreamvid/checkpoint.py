@@ -10,6 +10,7 @@ state are dreamed again on resume, identically.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -37,9 +38,10 @@ LOCK_FILE = "lock"  # held (flock) by the process rendering this output; holds i
 # zero guard), so that a checkpoint of an earlier one is not resumed into a mixed render.
 FORMAT = 2
 
-# Settings that do not change the frames a render produces.
-_NOT_IN_KEY = ("progress", "resume", "overwrite", "device", "output")
-_NOT_IN_KEY_SECTIONS = {"flow": ("workers",)}
+# Settings that do not change the frames a render produces. The input and guide files count by their
+# contents (`render_key`'s files), not by the path they were given as.
+_NOT_IN_KEY = ("progress", "resume", "overwrite", "device", "output", "input")
+_NOT_IN_KEY_SECTIONS = {"flow": ("workers",), "dream": ("guide",)}
 
 
 def state_dir(output: str) -> str:
@@ -100,30 +102,52 @@ class Checkpoint:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise DreamvidError(f"cannot create output folder {folder}: {e.strerror}") from None
-        try:
-            os.makedirs(self.dir, exist_ok=True)
-            fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise DreamvidError(f"cannot write in output folder {folder}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            pid = os.read(fd, 32).decode(errors="replace").strip()
+        path = os.path.join(self.dir, LOCK_FILE)
+        for _ in range(10):  # until the file locked is the one at `path` (another render may remove it)
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                self._remove_if_bare()
+                raise DreamvidError(f"cannot write in output folder {folder}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)  # a file system without locks (some cluster mounts): render unguarded
+                    return
+                pid = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                raise DreamvidError(f"{self.output} is being rendered by another dreamvid"
+                                    f"{f' (process {pid})' if pid else ''}: let it finish, or choose another "
+                                    f"output=") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise DreamvidError(f"{self.output} is being rendered by another dreamvid"
-                                f"{f' (process {pid})' if pid else ''}: let it finish, or choose another output=") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        else:
+            raise DreamvidError(f"cannot claim {self.output}: its checkpoint folder keeps changing")
         self._lock = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError:
+            pass  # the pid only makes the refusal of a second render more helpful
 
     def unlock(self) -> None:
-        """Release the claim; a checkpoint folder holding nothing else goes too."""
+        """Release the claim; a checkpoint folder holding nothing else goes too (while still claimed)."""
         if self._lock is None:
             return
+        self._remove_if_bare()
         os.close(self._lock)
         self._lock = None
+
+    def _remove_if_bare(self) -> None:
         try:
-            if os.listdir(self.dir) == [LOCK_FILE]:
+            if os.listdir(self.dir) in ([], [LOCK_FILE]):
                 shutil.rmtree(self.dir, ignore_errors=True)
         except OSError:
             pass

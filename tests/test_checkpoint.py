@@ -55,6 +55,11 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     assert render_key({"a": 1}) != render_key({"a": 2})
     assert render_key({"flow": {"method": "dis", "workers": 0}}) == render_key({"flow": {"method": "dis", "workers": 4}})
     assert render_key({"flow": {"method": "dis"}}) != render_key({"flow": {"method": "farneback"}})
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"frames")
+    # an input counts by its contents, not by the path it was given as (relative, absolute, moved)
+    assert render_key({"input": "clip.mp4"}, (str(clip),)) == render_key({"input": str(clip)}, (str(clip),))
+    assert render_key({"input": None}) != render_key({"input": str(clip)}, (str(clip),))
 
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
