@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import warnings
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -94,15 +94,19 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
 # Config groups: `model=vgg16` picks conf/model/vgg16.yaml (the rest of the command line sets keys).
 GROUPS = ("model", "flow", "preset", "debug")
 SIMPLE_VALUE = re.compile(r"[\w.+-]*")  # a plain scalar: Hydra and YAML read it alike
+# Hydra's flags whose argument is the next word (`-sc install=bash` is not a setting)
+FLAGS_WITH_ARGUMENT = ("-sc", "--shell-completion", "-cd", "--config-dir", "-cp", "--config-path", "-cn",
+                       "--config-name", "--cfg", "-c", "-p", "--package", "--info", "-i")
 
 
-def _setting_names(schema=Config, prefix: str = "") -> List[str]:
-    names = []
+def _setting_types(schema=Config, prefix: str = "") -> Dict[str, str]:
+    """Every setting's dotted name -> its annotation as written in config.py ("List[str]", "Any", ...)."""
+    types = {}
     for f in dataclasses.fields(schema):
-        names.append(prefix + f.name)
+        types[prefix + f.name] = str(f.type)
         if dataclasses.is_dataclass(f.default_factory if callable(f.default_factory) else None):
-            names += _setting_names(f.default_factory, prefix + f.name + ".")
-    return names
+            types.update(_setting_types(f.default_factory, prefix + f.name + "."))
+    return types
 
 
 def _group_options(group: str) -> List[str]:
@@ -110,41 +114,63 @@ def _group_options(group: str) -> List[str]:
     return sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".yaml"))
 
 
+def _sweeps(value: str) -> bool:
+    """A Hydra sweep value: a comma outside brackets and quotes, or range/choice/glob/interval."""
+    plain = re.sub(r"\[[^\]]*\]|'[^']*'|\"[^\"]*\"", "", value)
+    return "," in plain or plain.startswith(("range(", "choice(", "glob(", "interval("))
+
+
+def _overrides(argv: List[str]) -> List[Tuple[str, str]]:
+    """(key, value) of each `key=value` override, skipping flags and the arguments flags take."""
+    pairs, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in FLAGS_WITH_ARGUMENT:
+            skip = True
+        elif not arg.startswith("-") and "=" in arg:
+            key, value = arg.split("=", 1)
+            pairs.append((key, value))
+    return pairs
+
+
 def override_error(argv: List[str]) -> Optional[str]:
     """One line saying what is wrong with the first bad `key=value` of a command line, before Hydra
     (whose own messages run to several lines): a misspelt key, a group option that does not exist, a
     plain value of the wrong type. None when every override is one dreamvid knows."""
-    names = _setting_names()
-    own_configs = any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp")) for a in argv)
-    # (segments=auto's own sweep gives its segment jobs one output: each writes its segment beside it)
-    sweeping = any(a in ("-m", "--multirun") for a in argv) and not any(a.startswith("segment=") for a in argv)
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
+    types = _setting_types()
+    pairs = _overrides(argv)
+    # The user's own config folders may add groups, options and keys: those are left to Hydra.
+    own_configs = any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp")) for a in argv) or \
+        any(k.lstrip("+~").startswith("hydra.searchpath") for k, _ in pairs)
+    # Several jobs: a swept value (segments=auto's own sweep gives its segment jobs one output, each
+    # writing its segment beside it).
+    several = any(a in ("-m", "--multirun") for a in argv) and any(_sweeps(v) for k, v in pairs) and \
+        not any(k == "segment" for k, _ in pairs)
+    for key, value in pairs:
         if key.startswith(("+", "~", "hydra")) or "@" in key:
             continue  # Hydra's own settings and syntax: left to Hydra
         if key in GROUPS:
             options = _group_options(key)
-            picked = [v for v in value.split(",") if v not in ("", "null")]
-            wrong = [v for v in picked if v not in options]
+            wrong = [v for v in value.split(",") if v not in ("", "null") and v not in options]
             if wrong and not own_configs and "(" not in value:
                 return f"{key}={wrong[0]} is not one of the choices: {', '.join(options)}"
             continue
-        if key not in names:
-            close = difflib.get_close_matches(key, names + list(GROUPS), n=1)
+        if key not in types:
+            if own_configs:
+                continue
+            close = difflib.get_close_matches(key, list(types) + list(GROUPS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             return f"unknown setting {key}{hint}; the settings are listed in the README and by `dreamvid --cfg job`"
-        if key == "output" and sweeping and "${" not in value and "," not in value and "(" not in value:
+        if key == "output" and several and "${" not in value and not _sweeps(value):
             return (f"in a sweep (-m) every job would write output={value}: leave output unset (each job writes "
                     f"into its own folder) or put the job's folder in it, output='${{hydra:runtime.output_dir}}/"
                     f"{os.path.basename(value.rstrip('/')) or 'frames'}'")
         if SIMPLE_VALUE.fullmatch(value):
-            schema = OmegaConf.structured(Config)
-            if OmegaConf.is_list(OmegaConf.select(schema, key)):
+            if types[key].startswith("List"):
                 return f"{key} is a list: write {key}=[{value}]"
             try:
-                OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{key}={value}"]))
+                OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.from_dotlist([f"{key}={value}"]))
             except Exception as e:  # noqa: BLE001 - OmegaConf's ValidationError and kin
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 return f"{key}={value}: {why}"

@@ -60,7 +60,6 @@ BAD = [
     (["dream.layers=[blocks.10]", "dream.channels=[[5000]]"], "out of range"),
     (["width=16", "height=16"], "smaller than the 32 px"),
     (["width=31", "height=64"], "width=31 is smaller than the 32 px"),  # before the odd-width warning
-    (["max_frames=3"], "max_frames shortens a clip (mode=video)"),
     (["output={tmp}/out.xyz"], "unsupported output extension"),
     (["output=/proc/forbidden/out.mp4"], "cannot create output folder"),
     (["mode=dance"], "unknown mode"),
@@ -99,6 +98,10 @@ def test_overrides_dreamvid_knows_pass_the_early_check():
     assert "every job would write output=shared.mp4" in override_error(["-m", "seed=1,2", "output=shared.mp4"])
     assert override_error(["-m", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"]) is None
     assert override_error(["-m", "output='/x/out.mp4'", "segment=0,1"]) is None  # segments=auto's jobs
+    assert override_error(["-m", "hydra/launcher=slurm", "output=one.mp4"]) is None  # one job, sent elsewhere
+    assert override_error(["mode=neuron", "channels=5"]) is None and override_error(["channels=3-7"]) is None
+    assert override_error(["-sc", "install=bash"]) is None
+    assert override_error(["-cd", "mine", "-cn", "myconf", "mygroup=x", "model=mynet"]) is None
 
 
 def test_output_equal_to_input_is_refused(tmp_path):

@@ -77,3 +77,10 @@ def test_per_layer_lists_must_fit_every_keyframe_of_a_layer_schedule(cfg_factory
     check(cfg_factory(switch, "frames=4"))  # no per-layer lists: every keyframe fits
     check(cfg_factory("dream.layers=['0:(blocks.10+blocks.4), 2:(blocks.7+blocks.4)']", "dream.layer_weights=[1,2]",
                       "frames=4"))
+
+
+def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
+    from dreamvid.pipeline.common import check
+
+    with pytest.warns(UserWarning, match="max_frames shortens a clip"):
+        check(cfg_factory("max_frames=3"))

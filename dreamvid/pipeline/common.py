@@ -5,6 +5,7 @@ import os
 import queue
 import signal
 import threading
+import warnings
 from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
@@ -55,9 +56,9 @@ def check(cfg: Config) -> None:
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
-    if cfg.max_frames is not None and cfg.mode != "video":
-        raise DreamvidError(f"max_frames shortens a clip (mode=video); mode={cfg.mode} makes frames={cfg.frames}: "
-                            f"set frames= instead")
+    if cfg.max_frames is not None and cfg.mode != "video":  # a warning: a sweep over modes may share it
+        warnings.warn(f"max_frames shortens a clip (mode=video) and is ignored in mode={cfg.mode}, which makes "
+                      f"frames={cfg.frames}: set frames= instead", stacklevel=2)
     if cfg.mode != "neuron":
         for side in ("width", "height"):
             v = getattr(cfg, side)
