@@ -47,6 +47,7 @@ class Job:
     output: Optional[str] = None
     error: Optional[str] = None
     seconds: Optional[float] = None
+    started: float = 0.0  # when Hydra started it (its .hydra/overrides.yaml is written then)
     values: Dict[str, str] = field(default_factory=dict)  # override key -> value
 
 
@@ -92,12 +93,8 @@ def _job_num(folder: str) -> Optional[int]:
     return None if num is None else int(num)
 
 
-def collect_jobs(sweep_dir: str, since: Optional[float] = None) -> List[Job]:
-    """Every job under sweep_dir, by job number, with its status, output and differing values.
-
-    since: only the jobs Hydra started at or after this time (their `.hydra/overrides.yaml` is written
-    then): a sweep run again into the same folder leaves the earlier sweep's extra jobs out.
-    """
+def collect_jobs(sweep_dir: str) -> List[Job]:
+    """Every job under sweep_dir, by job number, with its status, output and differing values."""
     jobs: List[Job] = []
     for root, dirs, files in os.walk(sweep_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".state"))
@@ -105,8 +102,6 @@ def collect_jobs(sweep_dir: str, since: Optional[float] = None) -> List[Job]:
         if not os.path.isfile(overrides_file):
             continue
         dirs[:] = []  # a job's own folders are not jobs
-        if since is not None and os.path.getmtime(overrides_file) < since:
-            continue
         status = {}
         if STATUS_FILE in files:
             try:
@@ -117,7 +112,8 @@ def collect_jobs(sweep_dir: str, since: Optional[float] = None) -> List[Job]:
         overrides = _load_yaml(overrides_file)
         num = status.get("num", _job_num(root))
         job = Job(num=len(jobs) if num is None else int(num), folder=os.path.abspath(root),
-                  overrides=[str(o) for o in (overrides or [])], seconds=status.get("seconds"))
+                  overrides=[str(o) for o in (overrides or [])], seconds=status.get("seconds"),
+                  started=os.path.getmtime(overrides_file))
         job.output = status.get("output") or _default_output(root)
         job.error = status.get("error")
         if ERROR_FILE in files and not job.error:

@@ -194,9 +194,10 @@ class SweepCallback(Callback):
         shutil.rmtree(slot_folder(sweep_dir), ignore_errors=True)
         # Jobs of this sweep only: a sweep run again into the same folder (a fixed hydra.sweep.dir) leaves
         # the earlier one's folders. A few seconds of slack for a cluster's clocks.
-        since = None if self._started is None else self._started - CLOCK_SLACK
-        jobs = gallery.collect_jobs(sweep_dir, since=since)
-        earlier = len(gallery.collect_jobs(sweep_dir)) - len(jobs)
+        found = gallery.collect_jobs(sweep_dir)
+        since = -float("inf") if self._started is None else self._started - CLOCK_SLACK
+        jobs = [j for j in found if j.started >= since]
+        earlier = len(found) - len(jobs)
         if earlier:
             print(f"dreamvid: note: {earlier} job folder(s) of an earlier sweep in {sweep_dir} are left out",
                   file=sys.stderr, flush=True)

@@ -24,10 +24,10 @@ import numpy as np
 
 from .model import DreamvidError
 
-VIDEO_EXTS = (".mp4", ".mov", ".mkv")
 # The container each video extension is written in; mp4 and mov start playing before fully loaded.
 CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movflags", "+faststart", "-f", "mov"],
               ".mkv": ["-f", "matroska"]}
+VIDEO_EXTS = tuple(CONTAINERS)
 FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
 GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers play 1/100 s as 1/10 s
@@ -127,10 +127,11 @@ class Encoder:
         if self.kind == "png":
             os.makedirs(self.tmp)
             return
-        if self.kind == "gif" and float(Fraction(fps_arg(self.fps))) > GIF_MAX_FPS:
-            warnings.warn(f"a GIF's frame delays are in 1/100 s: fps={float(Fraction(fps_arg(self.fps))):g} plays at "
-                          f"{GIF_MAX_FPS} frames/s at most (browsers slow delays under 2/100 s to 1/10 s); "
-                          f"use .mp4 for a faster rate", stacklevel=3)
+        rate = float(Fraction(fps_arg(self.fps)))
+        if self.kind == "gif" and rate > GIF_MAX_FPS:
+            warnings.warn(f"a GIF's frame delays are in 1/100 s: fps={rate:g} plays at {GIF_MAX_FPS} frames/s at "
+                          f"most (browsers slow delays under 2/100 s to 1/10 s); use .mp4 for a faster rate",
+                          stacklevel=3)
         self._log = open(self.tmp + ".log", "w+b")
         self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log, **OWN_SESSION)
@@ -513,7 +514,7 @@ def probe(path: str) -> VideoMeta:
     audio_duration = float(adur * Fraction(header["tb 1"])) if has_audio and "tb 1" in header else None
     # A video stream that starts after the file does (after its audio): the audio under the first frame
     # is this far in. framecrc's timestamps, like -ss, count from the file's start.
-    start = max(0.0, float(pts[0] * tb))
+    start = float(pts[0] * tb)
     truncated = next((_ffmpeg_complaint(ln) for ln in log.split("Stream mapping:")[-1].splitlines()
                       if "partial file" in ln.lower() or "end of file" in ln.lower()), None)
     indexed = None
@@ -525,7 +526,8 @@ def probe(path: str) -> VideoMeta:
     return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=n,
                      duration=float(n / rate), codec=codec, vfr=vfr, has_audio=has_audio,
                      audio_codec=audio_codec, audio_duration=audio_duration, rotation=rotation,
-                     sar=f"{sar.numerator}/{sar.denominator}", start=start if start > START_TOLERANCE else 0.0, truncated=truncated, indexed_frames=indexed)
+                     sar=f"{sar.numerator}/{sar.denominator}", start=start if start > START_TOLERANCE else 0.0,
+                     truncated=truncated, indexed_frames=indexed)
 
 
 def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,
