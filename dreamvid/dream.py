@@ -136,11 +136,14 @@ def resize(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_scale: float = 1.4,
           iterations: int = 10, step: float = 1.5, jitter: int = 32, min_size: int = 32,
           generator: Optional[torch.Generator] = None, callback: Callback = None,
-          step_fn: Callable[..., torch.Tensor] = dream_step) -> torch.Tensor:
+          step_fn: Callable[..., torch.Tensor] = dream_step,
+          step_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Dream an image over an octave pyramid; only the detail is carried up between octaves.
 
     x: (B, 3, H, W) in [0, 1] -> same shape, dreamed. step_fn: a drop-in for `dream_step` (the fast
-    path of `dreamvid.fast`, or tiles from `dreamvid.tiling`).
+    path of `dreamvid.fast`, or tiles from `dreamvid.tiling`). step_weight: (1, 1, H, W) >= 0, a
+    per-pixel multiplier of each step (resized to each octave), so that some regions dream faster
+    than others; None: 1 everywhere.
     """
     if iterations < 0:
         raise DreamvidError(f"dream.iterations must be 0 or more, got {iterations}")
@@ -151,8 +154,12 @@ def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_sca
     img = bases[-1]
     for level, base in enumerate(reversed(bases)):
         img = (base + resize(detail, base.shape[-2:])).clamp(0.0, 1.0)
+        weight = None if step_weight is None else resize(step_weight.to(img), base.shape[-2:])
         for i in range(iterations):
-            img = step_fn(img, objective, step=step, jitter=jitter, generator=generator)
+            stepped = step_fn(img, objective, step=step, jitter=jitter, generator=generator)
+            # the step is a pixel's own change (the gradient's normalisation is the image's), so scaling
+            # the change scales that pixel's step; the clamp again because a weight above 1 may overshoot
+            img = stepped if weight is None else torch.addcmul(img, weight, stepped - img).clamp_(0.0, 1.0)
             if callback is not None:
                 callback({"octave": level, "iteration": i, "image": img})
         detail = img - base

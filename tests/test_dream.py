@@ -75,6 +75,23 @@ def test_deterministic_for_a_seed(feats):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_step_weight_scales_each_pixels_step(feats):
+    """A per-pixel weight scales that pixel's step: 0 keeps it, 1 is the plain step, 0.5 half of it."""
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25  # no clamping
+    o = obj(feats)
+    weight = torch.ones(1, 1, 48, 64)
+    weight[..., :16] = 0.0
+    weight[..., 32:] = 0.5
+    kw = dict(octaves=1, iterations=1, step=1.5, jitter=0)
+    plain = D.dream(x, o, **kw)
+    y = D.dream(x, o, step_weight=weight, **kw)
+    assert torch.equal(y[..., :16], x[..., :16])
+    assert torch.allclose(y[..., 16:32], plain[..., 16:32], atol=1e-6)
+    assert torch.allclose(y[..., 32:] - x[..., 32:], 0.5 * (plain - x)[..., 32:], atol=1e-6)
+    # resized to each octave: a weight of 0 everywhere leaves a two-octave dream where it started
+    assert torch.allclose(D.dream(x, o, octaves=2, iterations=2, step_weight=torch.zeros(1, 1, 48, 64)), x, atol=1e-6)
+
+
 def test_several_layers_weights_and_channels():
     f = feature_net("lite0", ["blocks.4", "blocks.2.dw"])
     x = torch.rand(1, 3, 48, 64)
