@@ -62,7 +62,12 @@ class CoherenceConfig:
     blend: Any = 1.0  # weight of the warped dream on reliable pixels
     iterations: Any = 4  # iterations per octave on frames that start from a warped dream
     octaves: Any = 2  # octaves on frames that start from a warped dream
-    step: Any = 0.3  # step (dream.step's units) on frames that start from a warped dream: a gentle touch-up
+    # step (dream.step's units) on frames that start from a warped dream, where the carried dream is
+    # grown: a gentle touch-up that keeps it alive
+    step: Any = 0.1
+    # step on pixels the carried dream does not cover yet (entering the picture, uncovered), easing to
+    # `step` as they are dreamed: what enters a pan grows its dream in a few frames
+    new_step: Any = 1.0
     cut_threshold: float = 0.5  # fraction of unreliable pixels that marks a scene cut
     color_match: Any = 0.0  # 0..1: match LAB statistics of each dreamed frame to its source frame
     strength_cap: float = 1.0  # carried dream at most this x the last keyframe's strength (mean and local); 0: off

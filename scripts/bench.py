@@ -341,10 +341,10 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
     def timed_dreamer(cfg, dev):
         dream_frame = inner(cfg, dev)
 
-        def run(x, t, s):
+        def run(x, t, s, weight=None):
             sync(dev)
             t0 = time.perf_counter()
-            out = dream_frame(x, t, s)
+            out = dream_frame(x, t, s, weight)
             sync(dev)
             calls.append((t0, time.perf_counter()))
             resident.append(resident_mib())

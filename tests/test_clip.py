@@ -12,7 +12,8 @@ from conftest import make_config as compose_config
 
 from dreamvid.metrics import coherence
 from dreamvid.model import DreamvidError
-from dreamvid.pipeline.clip import new_state, output_size, run_video, video_frames
+from dreamvid.pipeline.clip import (carry_maturity, matured, new_state, output_size, restore_state, run_video,
+                                    touch_up_step, video_frames)
 from dreamvid.video import VideoMeta, ffmpeg_exe, probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,9 +150,10 @@ def test_output_size_keeps_the_aspect_with_an_even_side():
 
 
 def fake_dreamer(calls):
-    """Brightens by 8 levels per call and records the settings: energy that a carried dream accumulates."""
-    def dream_frame(x, t, s):
-        calls.append(dict(s))
+    """Brightens by 8 levels per call and records the settings (and the step weight): energy that a
+    carried dream accumulates."""
+    def dream_frame(x, t, s, weight=None):
+        calls.append(dict(s, weight=weight))
         return (x + 8 / 255).clamp(0, 1)
 
     return dream_frame
@@ -161,7 +163,7 @@ def test_cuts_restart_and_carried_frames_get_the_coherence_settings_without_cree
     a, b = panning(n=6, seed=1), panning(n=6, seed=2)
     frames = [f // 2 + 64 for f in a + b]  # mid-grey range: room to brighten without clipping
     cfg = make_config("coherence.blend=1.0", "coherence.iterations=3", "coherence.octaves=1",
-                      "coherence.step=0.5")
+                      "coherence.step=0.5", "coherence.new_step=0.5")
     calls, state = [], new_state()
     out = list(video_frames(cfg, iter(frames), fake_dreamer(calls), torch.device("cpu"), state, 30.0))
     kinds = [info["kind"] for _, info in out]
@@ -174,6 +176,78 @@ def test_cuts_restart_and_carried_frames_get_the_coherence_settings_without_cree
     cfg = make_config("coherence.blend=1.0", "coherence.strength_cap=0")
     out = list(video_frames(cfg, iter(frames[:6]), fake_dreamer([]), torch.device("cpu"), new_state(), 30.0))
     assert out[-1][1]["strength"] > 30  # uncapped, the carried dream gains 8 levels a frame
+
+
+def test_maturity_is_carried_with_the_flow_and_grows_with_the_steps_taken():
+    mask = torch.ones(1, 1, 4, 6)
+    mask[..., -1] = 0.0  # the column entering the picture
+    still = torch.zeros(1, 2, 4, 6)
+    grown = carry_maturity(None, still, mask, 1.0)  # after a keyframe: all dreamed but what is new
+    assert torch.equal(grown, mask)
+    assert torch.equal(carry_maturity(grown * 0.5, still, mask, 0.5), grown * 0.25)
+    steps = touch_up_step(grown, 0.1, 1.0)
+    assert torch.allclose(steps[..., :-1], torch.full_like(steps[..., :-1], 0.1)) and torch.all(steps[..., -1] == 1.0)
+    after = matured(grown, steps * 8, 60.0)  # 8 steps this frame against a keyframe's 4 x 10 x 1.5
+    assert torch.all(after[..., :-1] == 1.0) and torch.allclose(after[..., -1], torch.tensor(8 / 60))
+    assert torch.equal(matured(grown, steps * 8, 0.0), torch.ones_like(grown))
+
+
+def test_the_picture_entering_a_pan_takes_the_new_step_until_it_is_dreamed():
+    cfg = make_config("coherence.step=0.1", "coherence.new_step=1.0", "coherence.octaves=1",
+                      "coherence.iterations=2", "dream.octaves=1", "dream.iterations=2", "dream.step=1.5")
+    calls = []
+    list(video_frames(cfg, iter(panning(n=6, speed=2.0, seed=4)), fake_dreamer(calls), torch.device("cpu"),
+                      new_state(), 30.0))
+    assert calls[0]["weight"] is None and calls[0]["step"] == 1.5  # the keyframe
+    for c in calls[1:]:
+        w = c["weight"]
+        assert c["step"] == 1.0 and w.shape == (1, 1, 48, 64)
+        assert float(w[..., -1].mean()) > 0.9  # the entering column: nearly the whole new step
+        assert float(w[..., 8:-8].median()) == pytest.approx(0.1, abs=0.01)  # the carried dream: coherence.step
+    # the columns entering at frame 1 (2 px a frame) mature: their weight falls as they move left
+    assert [round(float(calls[t]["weight"][..., 24, -2 * t - 1]), 2) for t in (1, 2, 3)] == [1.0, 0.4, 0.16]
+
+
+def test_new_picture_grows_a_dream_like_the_rest_of_the_frame():
+    """With a real network: the band entering a pan is dreamed far more with coherence.new_step than
+    with the touch-up's own step, and no more than a keyframe dreams it."""
+    from dreamvid.pipeline.zoom import dreamer
+
+    frames = panning(n=8, speed=3.0, seed=5)
+    edge = {}
+    for new_step in (0.2, 3.0, None):
+        extra = ["flow=none"] if new_step is None else [f"coherence.new_step={new_step}"]
+        cfg = make_config("dream.step=3", "coherence.step=0.2", *extra)
+        out = list(video_frames(cfg, iter(frames), dreamer(cfg, torch.device("cpu")), torch.device("cpu"),
+                                new_state(), 30.0))
+        x, src = out[-1][0], torch.from_numpy(frames[-1]).permute(2, 0, 1)[None].float() / 255
+        edge[new_step] = float((x - src)[..., -12:].abs().mean()) * 255  # the last 4 frames' new picture
+    assert edge[3.0] > 2 * edge[0.2]
+    assert edge[3.0] < 2 * edge[None]  # flow=none: every frame a keyframe
+
+
+def test_a_state_saved_mid_pan_continues_to_the_same_frames(tmp_path):
+    """Everything frame t + 1 needs is in the state of frame t: a run split there through a saved
+    state (as a checkpoint holds it) gives the frames of an unsplit run."""
+    from dreamvid.pipeline.zoom import dreamer
+
+    frames = panning(n=7, speed=2.0, seed=6)
+    cfg = make_config("dream.step=3")
+    dream_frame = dreamer(cfg, torch.device("cpu"))
+    whole = [x for x, _ in video_frames(cfg, iter(frames), dream_frame, torch.device("cpu"), new_state(), 30.0)]
+    state = new_state()
+    first = [x for x, _ in video_frames(cfg, iter(frames[:4]), dream_frame, torch.device("cpu"), state, 30.0)]
+    assert state["maturity"] is not None and float(state["maturity"].min()) < 1.0  # the pan's new edge
+    torch.save(state, tmp_path / "state.pt")
+
+    def rest(**change):
+        saved = dict(torch.load(tmp_path / "state.pt", weights_only=False), **change)
+        state = restore_state(saved, torch.device("cpu"))
+        return [x for x, _ in video_frames(cfg, iter(frames[4:]), dream_frame, torch.device("cpu"), state, 30.0)]
+
+    assert all(torch.equal(a, b) for a, b in zip(whole, first + rest()))
+    # without the maturity, the new edge would be taken for a grown dream: the state must hold it
+    assert not torch.equal(rest(maturity=None)[0], whole[4])
 
 
 def test_flow_computed_ahead_in_threads_gives_the_same_frames():
@@ -222,6 +296,8 @@ def test_bad_coherence_settings_name_the_choices(clip, tmp_path):
         run_video(make_config(f"input={clip}", "coherence.warp=both"))
     with pytest.raises(DreamvidError, match="ultrafast, fast, medium"):
         run_video(make_config(f"input={clip}", "flow.preset=slow"))
+    with pytest.raises(DreamvidError, match=r"coherence.new_step must be 0 or more .* got -1"):
+        run_video(make_config(f"input={clip}", "coherence.new_step='0:(1), 4:(-1)'"))
 
 
 def test_command_line_end_to_end(clip, tmp_path):

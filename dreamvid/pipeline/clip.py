@@ -9,7 +9,9 @@ consistency check marks the pixels the flow cannot explain (disocclusions, motio
 entering the frame), which start from the fresh source frame instead. The first frame and each
 frame after a scene cut (more than `coherence.cut_threshold` of the pixels unreliable) get the full
 `dream.*` settings: these are keyframes. The other frames are only touched up
-(`coherence.octaves` x `coherence.iterations` at the small `coherence.step`).
+(`coherence.octaves` x `coherence.iterations` at the small `coherence.step`), except where the
+carried dream does not cover the picture yet (entering it, uncovered): each pixel's maturity travels
+with the flow, and pixels that are new take the larger `coherence.new_step` until they are dreamed.
 
 By default only the residual (dream minus source) travels, resampled bicubically (bilinear
 resampling blurs it a little more every frame, and the dream fades), on top of the fresh source
@@ -32,7 +34,7 @@ from ..config import Config
 from ..flow import FlowFn, consistency, flow_estimator, to_device, warp
 from ..images import to_tensor, to_uint8
 from ..model import DreamvidError, resolve_device
-from .. import segments
+from .. import schedule, segments
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
 from .common import SCHEDULED, ahead, frame_settings, render, resolve_output, validate_schedules
 from .segments import plan_key, run_segmented
@@ -142,14 +144,45 @@ def color_match(x: torch.Tensor, source: torch.Tensor, amount: float) -> torch.T
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(x.device).clamp(0.0, 1.0)
 
 
+def carry_maturity(maturity: Optional[torch.Tensor], backward, mask: torch.Tensor, blend: float) -> torch.Tensor:
+    """How far each pixel of frame t is dreamed already, 0..1 (1: as far as a keyframe): frame t-1's
+    maturity (None: a keyframe's, 1 everywhere) carried along the flow where it is reliable, 0 where
+    the picture is new to frame t. (1, 1, H, W)."""
+    weight = (blend * mask).clamp(0.0, 1.0)
+    if maturity is None:
+        return weight
+    return warp(maturity, backward) * weight
+
+
+def touch_up_step(maturity: torch.Tensor, step: float, new_step: float) -> torch.Tensor:
+    """Each pixel's touch-up step: `new_step` where nothing is dreamed yet, `step` where the dream is
+    grown, in between by maturity. (1, 1, H, W)."""
+    return step + (new_step - step) * (1.0 - maturity)
+
+
+def matured(maturity: torch.Tensor, dreamed: torch.Tensor, key_budget: float) -> torch.Tensor:
+    """Maturity after a touch-up: `dreamed` is each pixel's sum of steps (steps x step size) this frame,
+    counted against a keyframe's (octaves x iterations x step)."""
+    if key_budget <= 0:
+        return torch.ones_like(maturity)
+    return (maturity + dreamed / key_budget).clamp(0.0, 1.0)
+
+
 def new_state(t: int = 0) -> Dict[str, Any]:
     """Everything carried from one frame to the next (what a checkpoint must hold).
 
     t: the next frame's index; source: the previous source frame ((H, W, 3) uint8, for the flow);
     dream: the previous output ((1, 3, H, W) on the device); keyframe: the last fully dreamed frame's
-    mean and local strength (0-255 levels), which bound the carried residual.
+    mean and local strength (0-255 levels), which bound the carried residual; maturity: how far each
+    pixel of the previous output is dreamed ((1, 1, H, W), 0..1; None after a keyframe: 1 everywhere).
     """
-    return {"t": t, "source": None, "dream": None, "keyframe": (0.0, 0.0)}
+    return {"t": t, "source": None, "dream": None, "keyframe": (0.0, 0.0), "maturity": None}
+
+
+def restore_state(saved: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """A checkpoint's state (its tensors on the CPU) made ready to continue on `device`."""
+    maturity = saved.get("maturity")
+    return dict(saved, dream=saved["dream"].to(device), maturity=None if maturity is None else maturity.to(device))
 
 
 def with_flow(frames: Iterable[np.ndarray], estimate: Optional[FlowFn], prev: Optional[np.ndarray],
@@ -192,7 +225,7 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
         src = to_tensor(frame, device)
         s = frame_settings(cfg.dream, SCHEDULED["dream"], t, fps)
         k = frame_settings(c, COHERENCE, t, fps)
-        start, kind, unreliable = src, "key", None
+        start, kind, unreliable, weight = src, "key", None, None
         if flows is not None and state["dream"] is not None:
             fwd, bwd = (to_device(f, device) for f in flows)  # the mask and the warp on the dream's device
             mask = consistency(fwd, bwd)
@@ -205,12 +238,20 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
                     prev_src = to_tensor(state["source"], device)
                 start = carry(state["dream"], prev_src, src, bwd, mask,
                               warp_mode=c.warp, blend=k["blend"], interpolation=c.interpolation)
-                s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"])
-        out = dream_frame(start, t, s)
+                grown = carry_maturity(state.get("maturity"), bwd, mask, k["blend"])
+                pixel_step = touch_up_step(grown, k["step"], k["new_step"])
+                top = max(k["step"], k["new_step"])
+                if top > 0 and float(grown.min()) < 1.0:  # else every pixel takes coherence.step
+                    weight = pixel_step / top
+                key_budget = s["octaves"] * s["iterations"] * s["step"]
+                s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"] if weight is None else top)
+        out = dream_frame(start, t, s, weight)
         if kind == "warped":
             out = bound_residual(out, src, *(c.strength_cap * v for v in state["keyframe"]))
+            state["maturity"] = matured(grown, pixel_step * (k["octaves"] * k["iterations"]), key_budget)
         else:
             state["keyframe"] = keyframe_limits(out, src)
+            state["maturity"] = None
         out = color_match(out, src, k["color_match"])
         state.update(t=t + 1, source=frame, dream=out)
         prev_src = src
@@ -235,6 +276,10 @@ def run_video(cfg: Config) -> str:
     out = resolve_output(cfg, "dream.mp4")
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)
     validate_schedules(cfg, total, float(meta.rate), ("dream", "coherence"))  # over the clip's own length
+    for name in ("step", "new_step"):
+        low = min(schedule.values(getattr(cfg.coherence, name), max(total, 1), float(meta.rate), f"coherence.{name}"))
+        if low < 0:
+            raise DreamvidError(f"coherence.{name} must be 0 or more (a step size), got {low:g}")
     if cfg.segment is not None:
         plan = segments.load_plan(out)
         if not plan or not 0 <= cfg.segment < len(plan):
@@ -267,7 +312,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     w, h = size
 
     def produce(start: int, saved: Optional[Dict[str, Any]]):
-        state = new_state(first) if saved is None else dict(saved, dream=saved["dream"].to(device))
+        state = new_state(first) if saved is None else restore_state(saved, device)
         # to the end of the clip: no limit, so that a clip cut short of its index is noticed
         _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta)
         try:

@@ -31,7 +31,7 @@ MAX_SIDE = 16384
 SCHEDULED = {
     "dream": ("octaves", "octave_scale", "iterations", "step", "jitter", "guide_weight"),
     "motion": ("zoom", "angle", "tx", "ty", "cx", "cy"),
-    "coherence": ("blend", "iterations", "octaves", "step", "color_match"),
+    "coherence": ("blend", "iterations", "octaves", "step", "new_step", "color_match"),
 }
 
 

@@ -31,7 +31,7 @@ def start_image(cfg: Config, device: torch.device) -> np.ndarray:
     return clouds(h, w, seed=cfg.seed)
 
 
-def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, dict], torch.Tensor]:
+def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
     """The model loaded once, and a function that dreams one frame with frame t's settings.
 
     Frames go through the fast path (`speed.*`: precision, layout, CUDA graphs) and, where the GPU's
@@ -54,7 +54,7 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
     # objective reads, updated in place, so the graphs serve every frame.
     last: dict = {}
 
-    def dream_frame(x: torch.Tensor, t: int, s: dict) -> torch.Tensor:
+    def dream_frame(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         layers = layer_steps(t)
         weights = [float(schedule.at(w, t, cfg.fps, "dream.layer_weights")) for w in cfg.dream.layer_weights]
         weights = weights or [1.0] * len(layers)
@@ -73,7 +73,8 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[[torch.Tensor, int, d
         def run(step_fn) -> torch.Tensor:
             return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
                            iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
-                           min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn)
+                           min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn,
+                           step_weight=weight)
 
         return frame_steps.run(run, x.shape[-2], x.shape[-1])
 
