@@ -2,12 +2,16 @@
 
     python scripts/make_clip.py clip.mp4                       # 256x144, 90 frames at 29.97 fps
     python scripts/make_clip.py clip.mp4 --size 640x360 --frames 300 --cut 200
+    python scripts/make_clip.py pan.mp4 --size 192x108 --frames 40 --pan 9   # one pan, no cut
 
 Shot 1 is a slow pan and zoom over the astronaut photo with the cat's head drifting across it
 (a moving object that covers and uncovers the background); shot 2, after a hard cut, a slow zoom
 into the rocket. Every frame is a sub-pixel crop rendered at twice the size and shrunk with area
 averaging, plus a little sensor noise, encoded with H.264 like a camera clip, with a two-tone
 aac soundtrack from ffmpeg's lavfi `sine` source of exactly the video's length.
+
+With --pan PX the clip is instead one shot panning right across the rocket photo at PX pixels a
+frame, at the photo's own scale: new picture enters at the right edge in every frame.
 """
 from __future__ import annotations
 
@@ -77,6 +81,20 @@ def frames(w: int, h: int, n: int, cut: int, seed: int):
         yield np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
+def pan_frames(w: int, h: int, n: int, speed: float, seed: int):
+    """A pan right at `speed` output pixels a frame over the rocket photo, one output pixel a photo pixel
+    (the photo is enlarged only when the pan would run off it)."""
+    rng = np.random.default_rng(seed)
+    rocket = data.rocket().astype(np.float32)  # 427 x 640
+    zoom = max(1.0, (w + speed * (n - 1) + 8) / rocket.shape[1], (h + 8) / rocket.shape[0])
+    if zoom > 1:
+        rocket = cv2.resize(rocket, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    for t in range(n):
+        m = crop_affine(4 + (w - 1) / 2 + speed * t, 0.515 * rocket.shape[0], w, w, h)
+        img = render(rocket, m, w, h) + rng.normal(0, 1.0, (h, w, 3))
+        yield np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("output")
@@ -85,6 +103,8 @@ def main(argv=None) -> int:
     p.add_argument("--cut", type=int, default=60, help="frame of the scene cut (default 60)")
     p.add_argument("--fps", default="30000/1001")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pan", type=float, default=None, metavar="PX",
+                   help="instead: one shot panning right at PX pixels a frame (no cut)")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     seconds = float(a.frames / Fraction(a.fps))
@@ -96,12 +116,14 @@ def main(argv=None) -> int:
            "-t", f"{seconds:.6f}", "-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p",
            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", a.output]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-    for frame in frames(w, h, a.frames, a.cut, a.seed):
+    shot = frames(w, h, a.frames, a.cut, a.seed) if a.pan is None else pan_frames(w, h, a.frames, a.pan, a.seed)
+    for frame in shot:
         proc.stdin.write(frame.tobytes())  # type: ignore[union-attr]
     proc.stdin.close()  # type: ignore[union-attr]
     if proc.wait() != 0:
         return 1
-    print(f"wrote {a.output}: {w}x{h}, {a.frames} frames at {a.fps} fps, cut at frame {a.cut}")
+    what = f"cut at frame {a.cut}" if a.pan is None else f"panning {a.pan:g} px a frame"
+    print(f"wrote {a.output}: {w}x{h}, {a.frames} frames at {a.fps} fps, {what}")
     return 0
 
 
