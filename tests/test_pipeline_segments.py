@@ -109,3 +109,20 @@ def test_a_truncated_clip_is_planned_to_its_last_good_frame_and_said_so(tmp_path
         run(cfg)
     kept = probe(str(out)).frames
     assert 0 < kept < 30 and f"the {kept} frames dreamed" in str(e.value)
+
+
+def test_a_second_render_of_the_same_output_is_refused_while_one_runs(two_scenes, tmp_path):
+    """A segmented render claims its output like a plain one: the same command started twice would
+    launch the same jobs and join into the same file."""
+    from dreamvid.checkpoint import Checkpoint
+
+    out = tmp_path / "out.mp4"
+    running = Checkpoint(str(out), key="")  # what the first render holds
+    running.lock()
+    try:
+        r = run_cli(ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+                    cwd=str(tmp_path))
+    finally:
+        running.unlock()
+    assert r.returncode == 2 and "is being rendered by another dreamvid" in r.stderr, r.stderr[-2000:]
+    assert not os.path.exists(S.folder(str(out)))  # refused before planning anything

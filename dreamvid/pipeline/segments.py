@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 from .. import segments as S
-from ..checkpoint import render_key
+from ..checkpoint import Checkpoint, render_key
 from ..config import Config
 from ..model import DreamvidError
 from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, read_frames
@@ -120,9 +120,23 @@ def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
 
 
 def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
-    """Plan, dream the segments as jobs, join them into `out` with the source's audio."""
+    """Plan, dream the segments as jobs, join them into `out` with the source's audio.
+
+    The output is claimed for the whole run, with the lock a plain render of it takes: a second
+    segmented (or plain) render of the same output is refused instead of launching the same jobs and
+    joining into the same file.
+    """
     if os.path.exists(out) and not cfg.overwrite:
         raise DreamvidError(f"output exists: {out} (pass overwrite=true to replace it, or choose another output=)")
+    claim = Checkpoint(out, key="")
+    claim.lock()
+    try:
+        return _run_segmented(cfg, meta, out, size, total)
+    finally:
+        claim.unlock()
+
+
+def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
     config = config_dict(replace(cfg, output=out))  # the saved config says where this output is
     key = plan_key(cfg)
     again = "run the same command again" + ("" if cfg.output else f" with output={out}")
