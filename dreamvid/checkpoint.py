@@ -35,8 +35,9 @@ STATE_SUFFIX = ".state"
 STATE_FILE = "state.pt"
 LOCK_FILE = "lock"  # held (flock) by the process rendering this output; holds its pid
 # Raised when a release dreams the same settings into other frames (2: folded batch norms and the step's
-# zero guard), so that a checkpoint of an earlier one is not resumed into a mixed render.
-FORMAT = 2
+# zero guard; 3: video's coherence.new_step and its smaller coherence.step), so that a checkpoint of an
+# earlier one is not resumed into a mixed render.
+FORMAT = 3
 
 # Settings that do not change the frames a render produces. The input and guide files count by their
 # contents (`render_key`'s files), not by the path they were given as.

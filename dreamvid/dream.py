@@ -158,8 +158,9 @@ def dream(x: torch.Tensor, objective: Objective, *, octaves: int = 4, octave_sca
         for i in range(iterations):
             stepped = step_fn(img, objective, step=step, jitter=jitter, generator=generator)
             # the step is a pixel's own change (the gradient's normalisation is the image's), so scaling
-            # the change scales that pixel's step; the clamp again because a weight above 1 may overshoot
-            img = stepped if weight is None else torch.addcmul(img, weight, stepped - img).clamp_(0.0, 1.0)
+            # the change scales that pixel's step (after step_fn's clamp: near 0 and 1 a little less);
+            # the clamp again because a weight above 1 may overshoot
+            img = stepped if weight is None else torch.lerp(img, stepped, weight).clamp_(0.0, 1.0)
             if callback is not None:
                 callback({"octave": level, "iteration": i, "image": img})
         detail = img - base

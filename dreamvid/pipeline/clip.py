@@ -147,7 +147,8 @@ def color_match(x: torch.Tensor, source: torch.Tensor, amount: float) -> torch.T
 def carry_maturity(maturity: Optional[torch.Tensor], backward, mask: torch.Tensor, blend: float) -> torch.Tensor:
     """How far each pixel of frame t is dreamed already, 0..1 (1: as far as a keyframe): frame t-1's
     maturity (None: a keyframe's, 1 everywhere) carried along the flow where it is reliable, 0 where
-    the picture is new to frame t. (1, 1, H, W)."""
+    the picture is new to frame t. Scaled by the blend like the carried dream: a blend below 1 lets
+    the dream fade every frame, and the larger step renews it. (1, 1, H, W)."""
     weight = (blend * mask).clamp(0.0, 1.0)
     if maturity is None:
         return weight
@@ -241,14 +242,16 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
                 grown = carry_maturity(state.get("maturity"), bwd, mask, k["blend"])
                 pixel_step = touch_up_step(grown, k["step"], k["new_step"])
                 top = max(k["step"], k["new_step"])
-                if top > 0 and float(grown.min()) < 1.0:  # else every pixel takes coherence.step
+                if k["new_step"] != k["step"] and float(grown.min()) < 1.0:  # else all take coherence.step
                     weight = pixel_step / top
-                key_budget = s["octaves"] * s["iterations"] * s["step"]
+                # a keyframe's worth of steps (at this frame's dream settings), and the touch-up's count
+                key_budget = int(round(s["octaves"])) * int(round(s["iterations"])) * s["step"]
+                steps = int(round(k["octaves"])) * int(round(k["iterations"]))
                 s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"] if weight is None else top)
         out = dream_frame(start, t, s, weight)
         if kind == "warped":
             out = bound_residual(out, src, *(c.strength_cap * v for v in state["keyframe"]))
-            state["maturity"] = matured(grown, pixel_step * (k["octaves"] * k["iterations"]), key_budget)
+            state["maturity"] = matured(grown, pixel_step * steps, key_budget)
         else:
             state["keyframe"] = keyframe_limits(out, src)
             state["maturity"] = None
