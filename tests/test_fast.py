@@ -308,21 +308,30 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
 def test_a_time_limit_keeps_the_benchmark_rows_measured_so_far(tmp_path):
     import json
     import os
+    import re
     import signal
     import subprocess
     import sys
-    import time
+    import threading
 
     out = tmp_path / "bench.json"
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "bench.py")
     proc = subprocess.Popen([sys.executable, script, "--quick", "--models", "lite0,googlenet,vgg16", "--sizes",
                              "64x48,96x64", "--e2e-frames", "3", "--device", "cpu", "--threads", "1", "--json",
                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 600  # the first row: generous, for a busy machine
-    while not out.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    # Stop it once it reports its first configuration measured (the JSON is written just before): read
+    # from its output rather than polling the file, so a busy machine cannot let it finish first.
+    guard = threading.Timer(600, proc.kill)  # the first rows: generous, for a busy machine
+    guard.start()
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if re.match(r"\s*\[\s*[\d.]+ s\] ", line):
+            break
     proc.send_signal(signal.SIGTERM)  # as `timeout` does
-    output, _ = proc.communicate(timeout=60)
+    rest, _ = proc.communicate(timeout=60)
+    guard.cancel()
+    output = "".join(seen) + rest
     assert proc.returncode == 128 + signal.SIGTERM, output
     data = json.loads(out.read_text())
     assert not data["complete"] and data["rows"][0]["path"] == "end to end (mode=video)"
