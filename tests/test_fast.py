@@ -220,6 +220,22 @@ def test_channel_objectives_are_captured_and_equal_eager_steps_on_cuda():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_a_per_pixel_step_weight_over_graphed_steps_equals_eager_on_cuda():
+    """Video's touch-up weights each pixel's step outside the graph (`dream.dream`'s step_weight)."""
+    net = copy.deepcopy(feature_net("lite0", LAYERS)).cuda()
+    objective = D.make_objective(net, LAYERS)
+    graphed, eager = fast.Stepper(fast.Plan("fp32", False, True)), fast.Stepper(fast.Plan())
+    x = image(64, 96).cuda()
+    weight = torch.linspace(0, 1, 96, device="cuda").expand(1, 1, 64, 96)
+    kw = dict(octaves=2, iterations=fast.WARMUP_STEPS + 3, step=1.5, jitter=4, step_weight=weight)
+    a = D.dream(x, objective, step_fn=graphed, generator=torch.Generator().manual_seed(0), **kw)
+    b = D.dream(x, objective, step_fn=eager, generator=torch.Generator().manual_seed(0), **kw)
+    assert graphed.captures == 2  # one per octave
+    assert (a - b).abs().max() < 2e-3  # twelve steps over two octaves
+    assert float((a - x)[..., :4].abs().mean()) < 0.1 * float((a - x)[..., -4:].abs().mean())  # weight ~0 vs 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_an_objective_that_cannot_be_captured_still_dreams_on_cuda():
     import warnings
 
