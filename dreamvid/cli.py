@@ -139,6 +139,7 @@ def override_error(argv: List[str]) -> Optional[str]:
     (whose own messages run to several lines): a misspelt key, a group option that does not exist, a
     plain value of the wrong type. None when every override is one dreamvid knows."""
     types = _setting_types()
+    schema = None  # the typed config, built once if a plain value needs checking
     pairs = _overrides(argv)
     # The user's own config folders may add groups, options and keys: those are left to Hydra.
     own_configs = any(a.startswith(("--config-dir", "-cd", "--config-path", "-cp")) for a in argv) or \
@@ -169,8 +170,10 @@ def override_error(argv: List[str]) -> Optional[str]:
         if SIMPLE_VALUE.fullmatch(value):
             if types[key].startswith("List"):
                 return f"{key} is a list: write {key}=[{value}]"
+            if schema is None:
+                schema = OmegaConf.structured(Config)
             try:
-                OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.from_dotlist([f"{key}={value}"]))
+                OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{key}={value}"]))
             except Exception as e:  # noqa: BLE001 - OmegaConf's ValidationError and kin
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 return f"{key}={value}: {why}"
