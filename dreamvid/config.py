@@ -106,8 +106,8 @@ class SpeedConfig:
 class Config:
     mode: str = "zoom"
     input: Optional[str] = None
-    output: Optional[str] = None  # .mp4 | .gif | folder for PNG frames; default: dream.mp4 in the run folder
-    frames: int = 36
+    output: Optional[str] = None  # .mp4 | .gif | folder for PNG frames | .png/.jpg/.webp (one still); default: dream.mp4
+    frames: Optional[int] = None  # zoom length; unset: 36, or 1 for a still (an image output)
     fps: float = 12.0
     width: Optional[int] = None
     height: Optional[int] = None

@@ -1,14 +1,17 @@
-"""Still images: reading any common image into RGB, the built-in starting image, tensor conversion."""
+"""Still images: reading any common image into RGB, writing one, the built-in starting image, tensor conversion."""
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .model import DreamvidError
+
+# The picture files an output may be: one still (PNG keeps its text in tEXt chunks, JPEG in its comment).
+STILL_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def read_image(path: str, setting: str = "input") -> np.ndarray:
@@ -32,6 +35,32 @@ def read_image(path: str, setting: str = "input") -> np.ndarray:
         except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
             raise DreamvidError(f"cannot read {path} as an image (is it a picture file?)") from None
     return upright(to_rgb8(np.asarray(img)), exif_orientation(path))
+
+
+def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None, ext: Optional[str] = None) -> None:
+    """(H, W, 3) uint8 RGB -> a PNG (lossless), JPEG or WebP (quality 95) file, the format from `ext`
+    (default: the path's extension). `text` (key -> value) is stored in a PNG's tEXt chunks or a JPEG's
+    comment; WebP keeps none. Written in place: callers that must not leave half a file write under a
+    temporary name and rename."""
+    from PIL import Image, PngImagePlugin
+
+    ext = (ext or os.path.splitext(path)[1]).lower()
+    if ext not in STILL_EXTS:
+        raise DreamvidError(f"cannot write a {ext or 'nameless'} picture: use {', '.join(STILL_EXTS)}")
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    text = text or {}
+    try:
+        if ext == ".png":
+            info = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                info.add_text(key, value)
+            img.save(path, format="PNG", pnginfo=info)
+        elif ext == ".webp":
+            img.save(path, format="WEBP", quality=95)
+        else:
+            img.save(path, format="JPEG", quality=95, subsampling=0, comment="\n".join(text.values()))
+    except OSError as e:
+        raise DreamvidError(f"cannot write {path}: {e.strerror or e} (disk full or folder not writable?)") from None
 
 
 def exif_orientation(path: str) -> int:

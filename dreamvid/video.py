@@ -22,13 +22,13 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from .images import STILL_EXTS, write_image
 from .model import DreamvidError
 
 # The container each video extension is written in; mp4 and mov start playing before fully loaded.
 CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movflags", "+faststart", "-f", "mov"],
               ".mkv": ["-f", "matroska"]}
 VIDEO_EXTS = tuple(CONTAINERS)
-FORMATS = ("mp4", "gif", "png")
 PARTIAL = ".partial"
 GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers play 1/100 s as 1/10 s
 # A video stream starting less than this after its file is taken to start with it (its audio is copied,
@@ -50,7 +50,8 @@ def ffmpeg_exe() -> str:
 
 
 def output_kind(path: str) -> str:
-    """mp4 | gif | png (a folder of numbered PNG frames), from the output path."""
+    """mp4 | gif | png (a folder of numbered PNG frames) | image (one still: .png, .jpg, .webp), from the
+    output path."""
     ext = os.path.splitext(path.rstrip("/"))[1].lower()
     if path.endswith(("/", os.sep)) or ext == "" or os.path.isdir(path):
         return "png"
@@ -58,7 +59,10 @@ def output_kind(path: str) -> str:
         return "mp4"
     if ext == ".gif":
         return "gif"
-    raise DreamvidError(f"unsupported output extension {ext!r}: use .mp4, .gif, or a folder for PNG frames")
+    if ext in STILL_EXTS:
+        return "image"
+    raise DreamvidError(f"unsupported output extension {ext!r}: use .mp4, .gif, a folder for PNG frames, "
+                        f"or {'/'.join(STILL_EXTS)} for one still")
 
 
 def fps_arg(fps: Union[float, str, Fraction]) -> str:
@@ -70,13 +74,17 @@ def fps_arg(fps: Union[float, str, Fraction]) -> str:
 
 
 def partial_path(path: str) -> str:
+    """Where an output is written until it is finished: NAME.partial (a still: NAME.partial.EXT)."""
     path = path.rstrip("/").rstrip(os.sep)
-    head, tail = os.path.split(path)
-    return os.path.join(head, tail + PARTIAL)
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in STILL_EXTS and not os.path.isdir(path):
+        return stem + PARTIAL + ext
+    return path + PARTIAL
 
 
 class Encoder:
-    """Streams frames into an mp4 (H.264, yuv420p), a GIF, or a folder of PNG frames.
+    """Streams frames into an mp4 (H.264, yuv420p), a GIF, or a folder of PNG frames; or writes one
+    still picture (its metadata in a PNG's text chunks or a JPEG's comment).
 
     Use as a context manager: a clean exit renames the finished file into place; an exception
     removes the partial file. `audio` muxes the audio of that media file, from `audio_start` seconds
@@ -126,6 +134,8 @@ class Encoder:
         self._remove(self.tmp)
         if self.kind == "png":
             os.makedirs(self.tmp)
+            return
+        if self.kind == "image":
             return
         rate = float(Fraction(fps_arg(self.fps)))
         if self.kind == "gif" and rate > GIF_MAX_FPS:
@@ -182,7 +192,11 @@ class Encoder:
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
-        if self.kind == "png":
+        if self.kind == "image":
+            if self.count:
+                raise DreamvidError(f"{self.path} is one picture: a second frame needs .mp4, .gif or a folder")
+            write_image(self.tmp, frame, self.metadata, ext=os.path.splitext(self.path)[1])
+        elif self.kind == "png":
             import cv2
 
             name = os.path.join(self.tmp, FRAME_NAME.format(self.count))

@@ -68,6 +68,8 @@ BAD = [
     (["frames=abc"], "frames=abc: Value 'abc' of type 'str' could not be converted to Integer"),
     (["preset=foo"], "preset=foo is not one of the choices: bodies, dogs, eyes"),
     (["dream.layers=blocks.10"], "dream.layers is a list: write dream.layers=[blocks.10]"),
+    (["frames=5", "output={tmp}/still.png"], "still.png is one picture, but frames=5"),
+    (["mode=video", "output={tmp}/still.jpg"], "mode=video dreams a clip into a video"),
 ]
 
 
@@ -131,6 +133,26 @@ def test_gif_and_png_outputs(tmp_path):
     r = run_cli(TINY + ["frames=2", f"output={tmp_path}/pngs/"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "pngs")) == ["frame_000000.png", "frame_000001.png"]
+
+
+def test_a_still_output_is_the_zooms_first_frame(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    img = tmp_path / "in.png"
+    iio.imwrite(img, np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    still = tmp_path / "still.png"
+    # debug=tiny sets frames=3; unset, an image output dreams one frame
+    r = run_cli(TINY + ["frames=null", f"input={img}", f"output={still}"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    r = run_cli(TINY + ["frames=2", f"input={img}", f"output={tmp_path}/zoom/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got = iio.imread(still)
+    assert got.shape == (48, 64, 3) and np.abs(got.astype(int) - iio.imread(img)).mean() > 1  # dreamed
+    assert np.array_equal(got, iio.imread(tmp_path / "zoom" / "frame_000000.png"))
+    assert "frames: 1\n" in (tmp_path / "still.png.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "outputs", "still.png", "still.png.yaml",
+                                                         "zoom", "zoom.yaml"]
 
 
 def test_a_full_disk_gets_a_clear_message_and_no_output(tmp_path):

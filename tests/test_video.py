@@ -82,6 +82,42 @@ def test_gif_and_png_frames(tmp_path):
         output_kind("x.avi2")
 
 
+def test_a_still_output_is_one_picture_with_the_metadata_where_the_format_keeps_it(tmp_path):
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:24, 0:32]
+    frame = np.stack([xx * 8, yy * 10, 255 - xx * 4], -1).astype(np.uint8)  # smooth: lossy formats keep it
+    meta = {"comment": "dreamvid config: " + json.dumps({"frames": 1})}
+    for ext in (".png", ".jpg", ".jpeg", ".webp", ".PNG"):
+        out = str(tmp_path / ("still" + ext))
+        assert output_kind(out) == "image"
+        with Encoder(out, 32, 24, 12, metadata=meta) as enc:
+            enc.write(frame)
+            with pytest.raises(DreamvidError, match="is one picture"):
+                enc.write(frame)
+        with Image.open(out) as im:
+            assert im.size == (32, 24) and im.mode == "RGB"
+            got = np.asarray(im)
+            if ext.lower() == ".png":
+                assert np.array_equal(got, frame) and im.text["comment"] == meta["comment"]
+            if ext in (".jpg", ".jpeg"):
+                assert im.info["comment"].decode() == meta["comment"]
+        assert np.abs(got.astype(int) - frame).mean() < 2  # JPEG and WebP: the picture, at quality 95
+    assert sorted(n for n in os.listdir(tmp_path) if "partial" in n) == []
+
+
+def test_a_failed_still_leaves_no_partial_file_and_keeps_what_was_there(tmp_path):
+    out = tmp_path / "still.png"
+    out.write_bytes(b"precious")
+    with pytest.raises(DreamvidError, match="overwrite=true"):
+        Encoder(str(out), 32, 24, 10).open()
+    with pytest.raises(RuntimeError):
+        with Encoder(str(out), 32, 24, 10, overwrite=True) as enc:
+            enc.write(frames(1, 24, 32)[0])
+            raise RuntimeError("boom")
+    assert out.read_bytes() == b"precious" and os.listdir(tmp_path) == ["still.png"]
+
+
 def test_an_existing_output_is_not_overwritten(tmp_path):
     out = tmp_path / "a.mp4"
     out.write_bytes(b"precious")

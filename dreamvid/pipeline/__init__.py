@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from ..config import Config
-from .common import absolute_inputs, check, resumed_config
+from .common import absolute_inputs, check, resumed_config, with_frames
 
 
 def run(cfg: Config) -> str:
     """Run the configured mode; returns the main output's path."""
     if cfg.resume:
         cfg = resumed_config(cfg)
-    cfg = absolute_inputs(cfg)
+    cfg = with_frames(absolute_inputs(cfg))
     check(cfg)
     if cfg.mode == "zoom":
         from .zoom import run_zoom

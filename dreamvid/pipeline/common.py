@@ -16,7 +16,7 @@ from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
 from ..model import RANDOM, DreamvidError
 from ..segments import folder as segments_folder
-from ..video import Encoder, TruncatedVideo, config_metadata
+from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
 from .. import schedule
 
 
@@ -26,6 +26,7 @@ class Interrupted(DreamvidError):
     exit_code = 130
 
 MAX_SIDE = 16384
+DEFAULT_FRAMES = 36  # a zoom's length when frames is not given (a still output: 1)
 
 # Settings that may be schedules, by section; checked over every frame before a render starts.
 SCHEDULED = {
@@ -35,10 +36,30 @@ SCHEDULED = {
 }
 
 
+def still_output(cfg: Config) -> bool:
+    """Whether the output is one picture (.png, .jpg, .webp) rather than an animation."""
+    return cfg.mode != "neuron" and bool(cfg.output) and output_kind(cfg.output) == "image"
+
+
+def with_frames(cfg: Config) -> Config:
+    """frames as the render makes them: as given, else one for a still output and DEFAULT_FRAMES otherwise."""
+    if cfg.frames is not None:
+        return cfg
+    return replace(cfg, frames=1 if cfg.mode in MODES and still_output(cfg) else DEFAULT_FRAMES)
+
+
 def check(cfg: Config) -> None:
     """Reject impossible settings up front, each with the fix in the message."""
     if cfg.mode not in MODES:
         raise DreamvidError(f"unknown mode {cfg.mode!r}: use one of {', '.join(MODES)}")
+    refuse_input_as_output(cfg.input, cfg.output and os.path.expanduser(cfg.output))
+    if still_output(cfg):
+        if cfg.mode == "video":
+            raise DreamvidError(f"mode=video dreams a clip into a video: output={cfg.output} is one picture; "
+                                f"use .mp4, .gif or a folder for PNG frames")
+        if cfg.frames != 1:
+            raise DreamvidError(f"output={cfg.output} is one picture, but frames={cfg.frames}: leave frames unset "
+                                f"(or 1) for a still, or write .mp4, .gif or a folder for an animation")
     if cfg.frames < 1:
         raise DreamvidError(f"frames must be at least 1, got {cfg.frames}")
     if not cfg.fps > 0:
@@ -181,9 +202,13 @@ def run_dir() -> str:
 def resolve_output(cfg: Config, default_name: str) -> str:
     out = cfg.output or os.path.join(run_dir(), default_name)
     out = os.path.abspath(os.path.expanduser(out))
-    if cfg.input and os.path.exists(cfg.input) and os.path.realpath(cfg.input) == os.path.realpath(out):
-        raise DreamvidError(f"output would overwrite the input {cfg.input}: choose another output=")
+    refuse_input_as_output(cfg.input, out)
     return out
+
+
+def refuse_input_as_output(source: Optional[str], out: Optional[str]) -> None:
+    if source and out and os.path.exists(source) and os.path.realpath(source) == os.path.realpath(out):
+        raise DreamvidError(f"output would overwrite the input {source}: choose another output=")
 
 
 def absolute_inputs(cfg: Config) -> Config:
