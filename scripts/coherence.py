@@ -2,10 +2,12 @@
 
     python scripts/coherence.py dream.mp4 --source clip.mp4
     python scripts/coherence.py dream.mp4 --source clip.mp4 --json [--series]
+    python scripts/coherence.py dream.mp4 --source objects.mp4 --boxes objects.mp4.boxes.json
 
 Prints the warp error of the output and of the source itself (Lai et al. 2018), the residual flicker
 (0: the dream moves with the scene, about 1: a new dream every frame) and the dream strength over
-time; `dreamvid/metrics.py` defines each.
+time; `dreamvid/metrics.py` defines each. With --boxes (from `scripts/make_clip.py --objects`), also the
+flicker and strength inside each moving square, whose motion is known.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import json
 import math
 import sys
 
-from dreamvid.metrics import coherence
+from dreamvid.metrics import coherence, object_flicker
 from dreamvid.model import DreamvidError
 
 
@@ -30,10 +32,14 @@ def main(argv=None) -> int:
     p.add_argument("--cut-threshold", type=float, default=0.5)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--series", action="store_true", help="with --json: include the per-frame values")
+    p.add_argument("--boxes", default=None, help="a boxes.json of moving squares: their flicker and strength")
     a = p.parse_args(argv)
     try:
         r = coherence(a.output, a.source, method=a.flow, preset=a.preset, max_frames=a.max_frames,
                       cut_threshold=a.cut_threshold, interpolation=a.interpolation)
+        if a.boxes:
+            with open(a.boxes) as f:
+                r["objects"] = object_flicker(a.output, a.source, json.load(f)["objects"], max_frames=a.max_frames)
     except DreamvidError as e:
         print(f"coherence: error: {e}", file=sys.stderr)
         return 2
@@ -53,6 +59,9 @@ def main(argv=None) -> int:
           f"last tenth {r['strength_last_tenth']:.2f}   ratio {r['strength_ratio']:.2f}")
     print(f"  brightness offset first tenth {r['brightness_first_tenth']:+.2f}   "
           f"last tenth {r['brightness_last_tenth']:+.2f} levels")
+    for obj in r.get("objects", []):
+        print(f"  {obj['size']:>3} px square   flicker {obj['flicker']:.4f}   strength {obj['strength']:.2f} levels   "
+              f"source change {obj['source_change']:.2f} levels")
     return 0
 
 

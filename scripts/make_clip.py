@@ -12,10 +12,15 @@ aac soundtrack from ffmpeg's lavfi `sine` source of exactly the video's length.
 
 With --pan PX the clip is instead one shot panning right across the rocket photo at PX pixels a
 frame, at the photo's own scale: new picture enters at the right edge in every frame.
+
+With --objects PX it is a still shot of the rocket photo with three small squares cut from the
+astronaut's face (a twelfth, a sixth and a third of the height) crossing it at PX whole pixels a
+frame; OUTPUT.boxes.json says where each square is in each frame, for `scripts/coherence.py --boxes`.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -95,6 +100,33 @@ def pan_frames(w: int, h: int, n: int, speed: float, seed: int):
         yield np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
+def object_frames(w: int, h: int, n: int, speed: int, seed: int, boxes: list):
+    """A still shot with three square sprites moving right at `speed` whole pixels a frame; appends each
+    sprite's [x, y] per frame to `boxes` (one {"size", "boxes"} per sprite)."""
+    sizes = [max(4, round(h / k)) for k in (12, 6, 3)]
+    if 4 + speed * (n - 1) + sizes[-1] > w:
+        raise SystemExit(f"make_clip: the squares would leave a {w} px wide picture: fewer frames or a lower speed")
+    return _object_frames(w, h, n, speed, seed, sizes, boxes)
+
+
+def _object_frames(w: int, h: int, n: int, speed: int, seed: int, sizes: list, boxes: list):
+    rng = np.random.default_rng(seed)
+    rocket = data.rocket().astype(np.float32)  # 427 x 640: the whole height, centred
+    background = render(rocket, crop_affine(320, 213, rocket.shape[0] * w / h, w, h), w, h)
+    face = data.astronaut()[30:230, 150:350]
+    tops = [round(0.06 * h), round(0.06 * h) + sizes[0] + round(0.1 * h), h - sizes[2] - round(0.06 * h)]
+    sprites = [cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA).astype(np.float32) for s in sizes]
+    boxes.extend({"size": s, "boxes": []} for s in sizes)
+    for t in range(n):
+        img = background.copy()
+        for sprite, size, top, box in zip(sprites, sizes, tops, boxes):
+            x = 4 + speed * t
+            img[top:top + size, x:x + size] = sprite
+            box["boxes"].append([x, top])
+        img = img + rng.normal(0, 1.0, img.shape)
+        yield np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("output")
@@ -105,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pan", type=float, default=None, metavar="PX",
                    help="instead: one shot panning right at PX pixels a frame (no cut)")
+    p.add_argument("--objects", type=int, default=None, metavar="PX",
+                   help="instead: a still shot with small squares crossing it at PX pixels a frame")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     seconds = float(a.frames / Fraction(a.fps))
@@ -116,13 +150,23 @@ def main(argv=None) -> int:
            "-t", f"{seconds:.6f}", "-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p",
            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", a.output]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-    shot = frames(w, h, a.frames, a.cut, a.seed) if a.pan is None else pan_frames(w, h, a.frames, a.pan, a.seed)
+    boxes: list = []
+    if a.objects is not None:
+        shot = object_frames(w, h, a.frames, a.objects, a.seed, boxes)
+    elif a.pan is not None:
+        shot = pan_frames(w, h, a.frames, a.pan, a.seed)
+    else:
+        shot = frames(w, h, a.frames, a.cut, a.seed)
     for frame in shot:
         proc.stdin.write(frame.tobytes())  # type: ignore[union-attr]
     proc.stdin.close()  # type: ignore[union-attr]
     if proc.wait() != 0:
         return 1
     what = f"cut at frame {a.cut}" if a.pan is None else f"panning {a.pan:g} px a frame"
+    if boxes:
+        with open(a.output + ".boxes.json", "w") as f:
+            json.dump({"objects": boxes}, f)
+        what = f"{len(boxes)} squares crossing at {a.objects} px a frame ({a.output}.boxes.json)"
     print(f"wrote {a.output}: {w}x{h}, {a.frames} frames at {a.fps} fps, {what}")
     return 0
 

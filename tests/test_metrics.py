@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dreamvid.metrics import coherence
+from dreamvid.metrics import coherence, object_flicker
 from dreamvid.video import ffmpeg_exe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +89,17 @@ def test_a_growing_dream_shows_in_the_strength_ratio(clips):
     r = coherence(clips["growing"], clips["src"])
     assert r["strength_ratio"] > 2.0
     assert r["flicker"] < 0.2  # it grows in place: little flicker
+
+
+def test_inside_an_object_of_known_motion_a_stuck_residual_scores_zero_and_a_fresh_one_about_one(clips):
+    # a 16 px patch of the scene, followed as the pan carries it 2 px left a frame
+    objects = [{"size": 16, "boxes": [[40 - 2 * t, 10] for t in range(N)]}]
+    stuck = object_flicker(clips["stuck"], clips["src"], objects)[0]
+    fresh = object_flicker(clips["fresh"], clips["src"], objects)[0]
+    assert stuck["flicker"] < 0.01 and 0.6 < fresh["flicker"] < 1.4
+    assert stuck["source_change"] == 0.0 and 2 < stuck["strength"] < 10  # 0.12 x a texture in -0.5..0.5
+    wrong = [{"size": 16, "boxes": [[40, 10] for t in range(N)]}]  # a box that does not follow the object
+    assert object_flicker(clips["stuck"], clips["src"], wrong)[0]["flicker"] > 0.1
 
 
 def test_script_prints_json(clips):
