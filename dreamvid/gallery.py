@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .images import save_image
 from .model import DreamvidError
 from .sweep import ERROR_FILE, STATUS_FILE
 
@@ -378,8 +379,6 @@ def write_gallery(sweep_dir: str, webm: bool = False, thumb_width: int = THUMB_W
 
     `jobs` (from collect_jobs) are updated in place: a job whose output cannot be read is failed.
     """
-    import cv2
-
     sweep_dir = os.path.abspath(sweep_dir)
     jobs = collect_jobs(sweep_dir) if jobs is None else jobs
     if not jobs:
@@ -387,10 +386,7 @@ def write_gallery(sweep_dir: str, webm: bool = False, thumb_width: int = THUMB_W
     keys, common = varying(jobs)
     sheet, _ = contact_sheet(jobs, keys, thumb_width)
     paths = {"sheet": os.path.join(sweep_dir, SHEET), "html": os.path.join(sweep_dir, PAGE)}
-    tmp = paths["sheet"] + ".partial.png"
-    if not cv2.imwrite(tmp, np.ascontiguousarray(sheet[..., ::-1])):
-        raise DreamvidError(f"cannot write {paths['sheet']} (disk full or folder not writable?)")
-    os.replace(tmp, paths["sheet"])
+    save_image(paths["sheet"], sheet)
     page = gallery_html(sweep_dir, jobs, keys, common, webm=webm)
     with open(paths["html"] + ".partial", "w", encoding="utf-8") as f:
         f.write(page)

@@ -63,6 +63,21 @@ def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = Non
         raise DreamvidError(f"cannot write {path}: {e.strerror or e} (disk full or folder not writable?)") from None
 
 
+def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None) -> str:
+    """`write_image` under a temporary name (NAME.partial.EXT) renamed into place, so that no half-written
+    picture is ever left under the final name; returns the path."""
+    stem, ext = os.path.splitext(path)
+    tmp = stem + ".partial" + ext
+    try:
+        write_image(tmp, rgb, text)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+    return path
+
+
 def exif_orientation(path: str) -> int:
     """The EXIF orientation tag (1-8) of an image file, 1 when it has none (phone photos store the
     picture sideways and this tag says how to turn it)."""

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from dreamvid import neuron as N
 from dreamvid.config import ModelConfig
 from dreamvid.model import feature_net, resolve_device
-from dreamvid.pipeline.neuron import ROW_TITLES, even, write_png
+from dreamvid.images import save_image
+from dreamvid.pipeline.neuron import ROW_TITLES, even
 from dreamvid.video import Encoder
 
 
@@ -74,11 +75,11 @@ def main(argv=None) -> int:
                     enc.write(frame)
 
         fourier = render("fourier", record)
-    write_png(out["grid.png"], N.make_grid(fourier, labels))
+    save_image(out["grid.png"], N.make_grid(fourier, labels))
     written = [out["grid.png"], out["emergence.gif"]]
     if not args.no_compare:
         pixel = render("pixel")
-        write_png(out["compare.png"], N.comparison_grid([(ROW_TITLES["pixel"], pixel, labels),
+        save_image(out["compare.png"], N.comparison_grid([(ROW_TITLES["pixel"], pixel, labels),
                                                          (ROW_TITLES["fourier"], fourier, labels)]))
         written.append(out["compare.png"])
     print("\n".join(written))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dreamvid.images import clouds, fit_size, read_image, to_rgb8
+from dreamvid.images import clouds, fit_size, read_image, save_image, to_rgb8
 from dreamvid.model import DreamvidError
 
 
@@ -66,3 +66,20 @@ def test_photos_are_turned_upright_as_their_exif_orientation_says(tmp_path, orie
     got = read_image(path)
     assert got.shape == want.shape == ((10, 6, 3) if orientation >= 5 else (6, 10, 3))
     assert np.array_equal(got, want)
+
+
+def test_pictures_are_saved_as_rgb_under_their_name_only_when_whole(tmp_path):
+    import os
+
+    import cv2
+
+    red = np.zeros((4, 6, 3), np.uint8)
+    red[..., 0] = 255
+    save_image(str(tmp_path / "red.png"), red, {"comment": "dreamvid"})
+    assert np.array_equal(cv2.imread(str(tmp_path / "red.png"))[..., ::-1], red)
+    assert os.listdir(tmp_path) == ["red.png"]
+    with pytest.raises(DreamvidError, match="cannot write"):
+        save_image(str(tmp_path / "no_such_folder" / "x.png"), red)
+    with pytest.raises(DreamvidError, match="use .png"):
+        save_image(str(tmp_path / "x.tga"), red)
+    assert os.listdir(tmp_path) == ["red.png"]

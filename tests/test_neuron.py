@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from dreamvid import neuron as N
 from dreamvid.config import Config, register
 from dreamvid.model import DreamvidError, feature_net
-from dreamvid.pipeline.neuron import output_dir, run_neuron, write_png
+from dreamvid.pipeline.neuron import output_dir, run_neuron
 
 LAYER = "blocks.7"  # 80 channels, stride 16: quick on a CPU and already selective
 CHANNELS = [3, 17, 42]
@@ -276,14 +276,6 @@ def test_run_neuron_writes_images_grid_video_and_comparison(tmp_path):
     # A second run refuses to overwrite, before doing any work.
     with pytest.raises(DreamvidError, match="overwrite=true"):
         run_neuron(cfg)
-
-
-def test_pngs_are_written_as_rgb(tmp_path):
-    red = np.zeros((4, 6, 3), np.uint8)
-    red[..., 0] = 255
-    write_png(str(tmp_path / "red.png"), red)
-    assert np.array_equal(cv2.imread(str(tmp_path / "red.png"))[..., ::-1], red)
-    assert os.listdir(tmp_path) == ["red.png"]
 
 
 def test_grid_cells_are_the_channel_images(tmp_path):

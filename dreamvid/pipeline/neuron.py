@@ -12,6 +12,7 @@ import torch
 from .. import fast
 from .. import neuron as N
 from ..config import Config
+from ..images import save_image
 from ..model import DreamvidError, feature_net, resolve_device
 from .common import save_config
 
@@ -61,17 +62,6 @@ def check_neuron(cfg: Config) -> None:
         raise DreamvidError(f"neuron.record_every must be 0 (off) or a number of steps, got {n.record_every}")
     if n.decay_power < 0:
         raise DreamvidError(f"neuron.decay_power must be 0 or more (1 = natural 1/f), got {n.decay_power}")
-
-
-def write_png(path: str, rgb: np.ndarray) -> str:
-    """Write an RGB image; a temporary name is renamed into place, so no half-written PNG is left."""
-    import cv2
-
-    tmp = path[:-4] + ".partial.png"
-    if not cv2.imwrite(tmp, np.ascontiguousarray(rgb[..., ::-1])):
-        raise DreamvidError(f"cannot write {path} (disk full or folder not writable?)")
-    os.replace(tmp, path)
-    return path
 
 
 def even(frame: np.ndarray) -> np.ndarray:
@@ -152,10 +142,10 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
 
     images = results[n.param]
     for path, img in zip(paths["images"], images):
-        write_png(path, img)
-    write_png(paths["grid"], N.make_grid(images, labels))
+        save_image(path, img)
+    save_image(paths["grid"], N.make_grid(images, labels))
     save_config(cfg, paths["grid"])
     if paths["compare"] is not None:
         rows = [(ROW_TITLES[p], results[p], labels) for p in ("pixel", "fourier")]
-        write_png(paths["compare"], N.comparison_grid(rows))
+        save_image(paths["compare"], N.comparison_grid(rows))
     return paths
