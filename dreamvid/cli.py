@@ -93,6 +93,10 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
 
 # Config groups: `model=vgg16` picks conf/model/vgg16.yaml (the rest of the command line sets keys).
 GROUPS = ("model", "flow", "preset", "debug")
+# dreamvid's launchers (conf/hydra/launcher/): the Hydra plugin each needs, and the extra that installs it
+LAUNCHERS = {"parallel": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "sweep"),
+             "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "sweep"),
+             "ray_cluster": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray")}
 SIMPLE_VALUE = re.compile(r"[\w.+-]*")  # a plain scalar: Hydra and YAML read it alike
 # Hydra's flags whose argument is the next word (`-sc install=bash` is not a setting)
 FLAGS_WITH_ARGUMENT = ("-sc", "--shell-completion", "-cd", "--config-dir", "-cp", "--config-path", "-cn",
@@ -149,6 +153,10 @@ def override_error(argv: List[str]) -> Optional[str]:
     several = any(a in ("-m", "--multirun") for a in argv) and any(_sweeps(v) for k, v in pairs) and \
         not any(k == "segment" for k, _ in pairs)
     for key, value in pairs:
+        if key == "hydra/launcher" and value in LAUNCHERS:
+            missing = _missing_plugin(value)
+            if missing:
+                return missing
         if key.startswith(("+", "~", "hydra")) or "@" in key:
             continue  # Hydra's own settings and syntax: left to Hydra
         if key in GROUPS:
@@ -180,6 +188,39 @@ def override_error(argv: List[str]) -> Optional[str]:
     return None
 
 
+def _missing_plugin(launcher: str) -> Optional[str]:
+    """What to install when the Hydra plugin behind one of dreamvid's launchers is not there."""
+    import importlib.util
+
+    module, package, extra = LAUNCHERS[launcher]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (f'hydra/launcher={launcher} needs the {package} package: pip install {package} (or, in the dreamvid '
+            f'folder, pip install ".[{extra}]")')
+
+
+# A single render told where to write leaves nothing else behind: no run folder, no .hydra/, no log.
+NO_RUN_FOLDER = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
+
+
+def run_folder_overrides(argv: List[str]) -> List[str]:
+    """Overrides that keep Hydra from making outputs/DATE/TIME/ for a render whose output is given
+    (output= or resume=); none for a sweep, whose job folders are its record, or where the command line
+    sets the run folder or Hydra's logging itself."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return []
+    keys = [k.lstrip("+~") for k, _ in _overrides(argv)]
+    if not any(k in ("output", "resume") for k in keys):
+        return []
+    if any(k.startswith(("hydra.run", "hydra.output_subdir", "hydra/job_logging", "hydra.job_logging")) for k in keys):
+        return []
+    return list(NO_RUN_FOLDER)
+
+
 def list_layers_command(argv: List[str]) -> int:
     from .model import list_layers
 
@@ -209,6 +250,7 @@ def main() -> None:
     problem = override_error(sys.argv[1:])
     if problem:
         _fail(problem)
+    sys.argv += run_folder_overrides(sys.argv[1:])
     try:
         _hydra_main()
     except KeyboardInterrupt:  # while Hydra starts, before a render could begin

@@ -120,7 +120,7 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
         h, w = round(height / scale**i), round(width / scale**i)
         if min(h, w) < min_size:
             warnings.warn(f"dream.octaves={octaves} would shrink {width}x{height} below {min_size} px; "
-                          f"using {len(sizes)} octaves", stacklevel=2)
+                          f"using {len(sizes)} octave{'s' * (len(sizes) != 1)}", stacklevel=2)
             break
         sizes.append((h, w))
     return sizes

@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     proc.stdin.close()  # type: ignore[union-attr]
     if proc.wait() != 0:
         return 1
-    what = f"cut at frame {a.cut}" if a.pan is None else f"panning {a.pan:g} px a frame"
+    what = (f"cut at frame {a.cut}" if a.cut < a.frames else "no cut") if a.pan is None else f"panning {a.pan:g} px a frame"
     if boxes:
         with open(a.output + ".boxes.json", "w") as f:
             json.dump({"objects": boxes}, f)

@@ -106,6 +106,30 @@ def test_overrides_dreamvid_knows_pass_the_early_check():
     assert override_error(["-cd", "mine", "-cn", "myconf", "mygroup=x", "model=mynet"]) is None
 
 
+def test_only_a_render_without_an_output_gets_a_run_folder():
+    from dreamvid.cli import NO_RUN_FOLDER, run_folder_overrides
+
+    assert run_folder_overrides(["output=a.mp4", "seed=2"]) == NO_RUN_FOLDER
+    assert run_folder_overrides(["resume=a.mp4"]) == NO_RUN_FOLDER
+    assert run_folder_overrides(["seed=2"]) == []  # the video goes into the run folder
+    assert run_folder_overrides(["-m", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"]) == []
+    assert run_folder_overrides(["output=a.mp4", "hydra.run.dir=mine"]) == []  # the user's own choice
+
+
+def test_a_launcher_whose_plugin_is_missing_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from dreamvid import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "hydra_plugins.hydra_joblib_launcher" else real(name, *a))
+    problem = cli.override_error(["-m", "hydra/launcher=parallel", "seed=1,2"])
+    assert problem == ('hydra/launcher=parallel needs the hydra-joblib-launcher package: pip install '
+                       'hydra-joblib-launcher (or, in the dreamvid folder, pip install ".[sweep]")')
+    assert cli.override_error(["-m", "hydra/launcher=slurm", "seed=1,2"]) is None  # installed with the tests
+
+
 def test_output_equal_to_input_is_refused(tmp_path):
     import numpy as np
     import imageio.v3 as iio
@@ -151,8 +175,8 @@ def test_a_still_output_is_the_zooms_first_frame(tmp_path):
     assert got.shape == (48, 64, 3) and np.abs(got.astype(int) - iio.imread(img)).mean() > 1  # dreamed
     assert np.array_equal(got, iio.imread(tmp_path / "zoom" / "frame_000000.png"))
     assert "frames: 1\n" in (tmp_path / "still.png.yaml").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "outputs", "still.png", "still.png.yaml",
-                                                         "zoom", "zoom.yaml"]
+    # told where to write, a render leaves nothing else behind (no outputs/DATE/TIME/ run folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "still.png", "still.png.yaml", "zoom", "zoom.yaml"]
 
 
 def test_a_full_disk_gets_a_clear_message_and_no_output(tmp_path):

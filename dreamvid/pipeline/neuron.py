@@ -148,4 +148,7 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     if paths["compare"] is not None:
         rows = [(ROW_TITLES[p], results[p], labels) for p in ("pixel", "fourier")]
         save_image(paths["compare"], N.comparison_grid(rows))
+    extra = [os.path.basename(paths[k]) for k in ("compare", "video") if paths[k] is not None]
+    print(f"dreamvid: {len(images)} channel image{'s' * (len(images) != 1)} "
+          f"({os.path.basename(paths['images'][0])}...){''.join(', ' + e for e in extra)} in {folder}")
     return paths

@@ -29,7 +29,9 @@ from .common import Interrupted, config_dict, progress, save_config
 PLAN_WIDTH = 320  # frames are compared at most this wide to find the cuts
 # Overrides of the command that the segment jobs must not inherit (dreamvid sets its own).
 NOT_PASSED = ("segment", "output", "resume", "hydra.mode", "hydra.job.num", "hydra.job.id")
-NOT_PASSED_PREFIX = ("hydra.run.", "hydra.sweep.", "hydra.callbacks.dreamvid.gallery")
+# (the jobs keep Hydra's record and log in their folders, whatever the parent run left out)
+NOT_PASSED_PREFIX = ("hydra.run.", "hydra.sweep.", "hydra.callbacks.dreamvid.gallery", "hydra.output_subdir",
+                     "hydra/job_logging")
 
 
 def plan_size(meta: VideoMeta) -> Tuple[int, int]:
@@ -151,7 +153,7 @@ def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int]
         note = S.plan_note(out)
     todo = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
     if todo:
-        print(f"dreamvid: {len(plan)} segments, dreaming {len(todo)} of them as jobs "
+        print(f"dreamvid: {len(plan)} segment{'s' * (len(plan) != 1)}, dreaming {len(todo)} of them as jobs "
               f"(jobs' folders: {os.path.join(S.folder(out), 'jobs')})", flush=True)
         rc = launch(cfg, out, todo)
         if rc == 130:
