@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
 import warnings
 from dataclasses import replace
@@ -254,7 +255,7 @@ class _StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ndreamvid: stopping after this frame (Ctrl-C again to stop now)", flush=True)
+        print("\ndreamvid: stopping after this frame (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "_StopOnSigint":
         if threading.current_thread() is threading.main_thread():
