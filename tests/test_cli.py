@@ -167,8 +167,9 @@ def test_a_still_output_is_the_zooms_first_frame(tmp_path):
     iio.imwrite(img, np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
     still = tmp_path / "still.png"
     # debug=tiny sets frames=3; unset, an image output dreams one frame
-    r = run_cli(TINY + ["frames=null", f"input={img}", f"output={still}"], cwd=str(tmp_path))
+    r = run_cli(TINY + ["frames=null", f"input={img}", f"output={still}", "progress=true"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
+    assert "4/4" in r.stderr and "step" in r.stderr and "frame" not in r.stderr  # its progress: 2 octaves x 2 steps
     r = run_cli(TINY + ["frames=2", f"input={img}", f"output={tmp_path}/zoom/"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     got = iio.imread(still)

@@ -237,10 +237,10 @@ def save_config(cfg: Config, output: str) -> str:
     return path
 
 
-def progress(total: Optional[int], desc: str, enabled: bool, initial: int = 0):
+def progress(total: Optional[int], desc: str, enabled: bool, initial: int = 0, unit: str = "frame"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, initial=initial,
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, initial=initial,
                 dynamic_ncols=True, leave=True)
 
 
@@ -273,7 +273,7 @@ Producer = Callable[[int, Any], Iterator[Tuple[np.ndarray, Any]]]
 
 def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int, produce: Producer, *,
            inputs: Sequence[Optional[str]] = (), audio: Optional[str] = None, audio_start: float = 0.0,
-           lossless: bool = False,
+           lossless: bool = False, frame_bar: bool = True,
            resume_hint: Optional[str] = None, label: str = "dreaming") -> str:
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
@@ -281,6 +281,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     and `produce` continues after the last one. Ctrl-C stops after the current frame and leaves a
     playable partial output in the checkpoint folder. A source that ends early (`TruncatedVideo`
     from `produce`) finishes the output with the frames dreamed, then says where decoding stopped.
+    frame_bar: False when `produce` shows its own progress (a single frame's steps).
     """
     cfg = replace(cfg, output=out)  # the saved config says where this output is
     config = config_dict(cfg)
@@ -292,7 +293,7 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
         enc = Encoder(out, width, height, fps, audio=audio, audio_start=audio_start,
                       metadata=config_metadata(config), overwrite=cfg.overwrite, lossless=lossless)
         enc.open()
-        stopped = _encode(enc, ck, total, start, state, produce, cfg.progress, label,
+        stopped = _encode(enc, ck, total, start, state, produce, cfg.progress and frame_bar, label,
                           resume_hint or f"dreamvid resume={out}")
         enc.finish()
         save_config(cfg, out)

@@ -1,6 +1,7 @@
 """Zoom mode: dream a frame, move it a little (zoom / rotate / translate), feed it back, repeat."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..config import Config
 from ..images import clouds, fit_size, read_image, to_tensor, to_uint8
 from ..model import feature_net, resolve_device
 from ..motion import per_frame_zoom, transform
-from .common import SCHEDULED, frame_settings, render, resolve_output
+from .common import SCHEDULED, frame_settings, progress, render, resolve_output
 
 # The built-in starting image's size when none is given: quick on a CPU, detailed on a GPU.
 DEFAULT_SIZE = {"cpu": (384, 216), "cuda": (1280, 720)}
@@ -54,7 +55,8 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
     # objective reads, updated in place, so the graphs serve every frame.
     last: dict = {}
 
-    def dream_frame(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def dream_frame(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None,
+                    on_step: D.Callback = None) -> torch.Tensor:
         layers = layer_steps(t)
         weights = [float(schedule.at(w, t, cfg.fps, "dream.layer_weights")) for w in cfg.dream.layer_weights]
         weights = weights or [1.0] * len(layers)
@@ -74,12 +76,31 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
             return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
                            iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
                            min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn,
-                           step_weight=weight)
+                           step_weight=weight, callback=on_step)
 
         return frame_steps.run(run, x.shape[-2], x.shape[-1])
 
     dream_frame.tile_for = frame_steps.tile_for  # type: ignore[attr-defined]  # the tile a frame size gets
     return dream_frame
+
+
+def with_step_bar(dream_frame, cfg: Config):
+    """dream_frame with a progress bar of its ascent steps: for a render of one frame (a still), whose
+    frame bar would sit at 0/1 for the whole of a large picture's minutes."""
+    def dream_with_bar(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with warnings.catch_warnings():  # the dream itself warns about octaves it drops
+            warnings.simplefilter("ignore")
+            octaves = len(D.octave_sizes(x.shape[-2], x.shape[-1], int(round(s["octaves"])), s["octave_scale"],
+                                         cfg.model.min_size))
+        iterations = int(round(s["iterations"]))
+        with progress(octaves * iterations, "dreaming", cfg.progress, unit="step") as bar:
+            def on_step(info: dict) -> None:
+                bar.n = info["octave"] * iterations + info["iteration"] + 1  # a frame dreamed again in tiles recounts
+                bar.refresh()
+
+            return dream_frame(x, t, s, weight, on_step)
+
+    return dream_with_bar
 
 
 def move(cfg: Config, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -105,10 +126,14 @@ def run_zoom(cfg: Config, output: Optional[str] = None) -> str:
     img = start_image(cfg, device)
     h, w = img.shape[:2]
     dream_frame = dreamer(cfg, device)
+    one = cfg.frames == 1  # a still: its progress is in steps
+    if one:
+        dream_frame = with_step_bar(dream_frame, cfg)
 
     def produce(start: int, state):
         x = to_tensor(img, device) if state is None else state["input"].to(device)
         for frame, nxt in zoom_frames(cfg, x, dream_frame, start):
             yield to_uint8(frame), {"input": nxt}  # the checkpoint copies it to the host when it saves it
 
-    return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, inputs=(cfg.input, cfg.dream.guide))
+    return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, inputs=(cfg.input, cfg.dream.guide),
+                  frame_bar=not one)
