@@ -84,3 +84,18 @@ def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
 
     with pytest.warns(UserWarning, match="max_frames shortens a clip"):
         check(cfg_factory("max_frames=3"))
+
+
+def test_a_large_input_dreamed_at_its_own_size_on_a_cpu_is_warned_about():
+    import warnings
+
+    from dreamvid.config import Config
+    from dreamvid.pipeline.common import warn_if_slow
+
+    with pytest.warns(UserWarning, match=r"1600x1200 \(1.9 MP\), on the CPU: each frame takes about 23x .* width=1024"):
+        warn_if_slow(Config(), 1600, 1200, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_slow(Config(), 1600, 1200, "cuda")  # a GPU: large frames are what it is for
+        warn_if_slow(Config(width=1600), 1600, 1200, "cpu")  # a size asked for
+        warn_if_slow(Config(), 1280, 720, "cpu")  # under a megapixel

@@ -49,6 +49,19 @@ def with_frames(cfg: Config) -> Config:
     return replace(cfg, frames=1 if cfg.mode in MODES and still_output(cfg) else DEFAULT_FRAMES)
 
 
+# A frame larger than this, dreamed on a CPU at the input's own size, takes minutes: say how to dream smaller.
+CPU_LARGE_PIXELS = 1_000_000
+CPU_DEFAULT_PIXELS = 384 * 216  # the built-in picture's size on a CPU
+
+
+def warn_if_slow(cfg: Config, width: int, height: int, device_type: str) -> None:
+    """A warning, with the fix, when the input's own size (no width/height given) is slow to dream on a CPU."""
+    if cfg.width is None and cfg.height is None and device_type == "cpu" and width * height > CPU_LARGE_PIXELS:
+        warnings.warn(f"dreaming at the input's own size, {width}x{height} ({width * height / 1e6:.1f} MP), on the "
+                      f"CPU: each frame takes about {width * height / CPU_DEFAULT_PIXELS:.0f}x as long as at the "
+                      f"default 384x216; width=1024 (or smaller) dreams faster", stacklevel=2)
+
+
 def check(cfg: Config) -> None:
     """Reject impossible settings up front, each with the fix in the message."""
     if cfg.mode not in MODES:

@@ -13,7 +13,7 @@ from ..config import Config
 from ..images import clouds, fit_size, read_image, to_tensor, to_uint8
 from ..model import feature_net, resolve_device
 from ..motion import per_frame_zoom, transform
-from .common import SCHEDULED, frame_settings, progress, render, resolve_output
+from .common import SCHEDULED, frame_settings, progress, render, resolve_output, warn_if_slow
 
 # The built-in starting image's size when none is given: quick on a CPU, detailed on a GPU.
 DEFAULT_SIZE = {"cpu": (384, 216), "cuda": (1280, 720)}
@@ -125,6 +125,8 @@ def run_zoom(cfg: Config, output: Optional[str] = None) -> str:
     out = output or resolve_output(cfg, "dream.mp4")
     img = start_image(cfg, device)
     h, w = img.shape[:2]
+    if cfg.input:
+        warn_if_slow(cfg, w, h, device.type)
     dream_frame = dreamer(cfg, device)
     one = cfg.frames == 1  # a still: its progress is in steps
     if one:
