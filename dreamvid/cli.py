@@ -153,7 +153,7 @@ def override_error(argv: List[str]) -> Optional[str]:
     several = any(a in ("-m", "--multirun") for a in argv) and any(_sweeps(v) for k, v in pairs) and \
         not any(k == "segment" for k, _ in pairs)
     for key, value in pairs:
-        if key == "hydra/launcher" and value in LAUNCHERS:
+        if key.lstrip("+~") == "hydra/launcher" and value in LAUNCHERS:
             missing = _missing_plugin(value)
             if missing:
                 return missing
@@ -208,17 +208,21 @@ NO_RUN_FOLDER = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_loggi
 
 
 def run_folder_overrides(argv: List[str]) -> List[str]:
-    """Overrides that keep Hydra from making outputs/DATE/TIME/ for a render whose output is given
-    (output= or resume=); none for a sweep, whose job folders are its record, or where the command line
-    sets the run folder or Hydra's logging itself."""
-    if any(a in ("-m", "--multirun") for a in argv):
-        return []
-    keys = [k.lstrip("+~") for k, _ in _overrides(argv)]
-    if not any(k in ("output", "resume") for k in keys):
-        return []
-    if any(k.startswith(("hydra.run", "hydra.output_subdir", "hydra/job_logging", "hydra.job_logging")) for k in keys):
-        return []
-    return list(NO_RUN_FOLDER)
+    """argv with overrides that keep Hydra from making outputs/DATE/TIME/ for a render whose output is
+    given (output= or resume=), placed beside that override (Hydra's parser takes the overrides as one
+    run of words); argv as it is for a sweep, whose job folders are its record, or where the command
+    line sets the run folder or Hydra's logging itself."""
+    pairs = [(k.lstrip("+~"), v) for k, v in _overrides(argv)]
+    if any(a in ("-m", "--multirun") for a in argv) or any(k == "hydra.mode" and v.upper() == "MULTIRUN"
+                                                            for k, v in pairs):
+        return list(argv)
+    if any(k.startswith(("hydra.run", "hydra.output_subdir", "hydra/job_logging", "hydra.job_logging")) for k, _ in pairs):
+        return list(argv)
+    for i, arg in enumerate(argv):
+        key, _, value = arg.partition("=")
+        if key in ("output", "resume") and value not in ("", "null") and not arg.startswith("-"):
+            return argv[: i + 1] + NO_RUN_FOLDER + argv[i + 1:]
+    return list(argv)
 
 
 def list_layers_command(argv: List[str]) -> int:
@@ -250,7 +254,7 @@ def main() -> None:
     problem = override_error(sys.argv[1:])
     if problem:
         _fail(problem)
-    sys.argv += run_folder_overrides(sys.argv[1:])
+    sys.argv[1:] = run_folder_overrides(sys.argv[1:])
     try:
         _hydra_main()
     except KeyboardInterrupt:  # while Hydra starts, before a render could begin

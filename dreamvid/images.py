@@ -12,6 +12,7 @@ from .model import DreamvidError
 
 # The picture files an output may be: one still (PNG keeps its text in tEXt chunks, JPEG in its comment).
 STILL_EXTS = (".png", ".jpg", ".jpeg", ".webp")
+JPEG_COMMENT_MAX = 65533
 
 
 def read_image(path: str, setting: str = "input") -> np.ndarray:
@@ -58,18 +59,20 @@ def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = Non
         elif ext == ".webp":
             img.save(path, format="WEBP", quality=95)
         else:
-            img.save(path, format="JPEG", quality=95, subsampling=0, comment="\n".join(text.values()))
+            comment = "\n".join(text.values()).encode()
+            # a JPEG comment segment holds 65533 bytes: a longer config lives only in the .yaml beside it
+            img.save(path, format="JPEG", quality=95, subsampling=0,
+                     **({"comment": comment} if len(comment) <= JPEG_COMMENT_MAX else {}))
     except OSError as e:
         raise DreamvidError(f"cannot write {path}: {e.strerror or e} (disk full or folder not writable?)") from None
 
 
 def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None) -> str:
-    """`write_image` under a temporary name (NAME.partial.EXT) renamed into place, so that no half-written
+    """`write_image` under a temporary name (NAME.partial) renamed into place, so that no half-written
     picture is ever left under the final name; returns the path."""
-    stem, ext = os.path.splitext(path)
-    tmp = stem + ".partial" + ext
+    tmp = path + ".partial"
     try:
-        write_image(tmp, rgb, text)
+        write_image(tmp, rgb, text, ext=os.path.splitext(path)[1])
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -139,8 +139,11 @@ def object_flicker(output: str, source: str, objects: Sequence[Dict[str, object]
     pixels, `margin` px in from its edges), with the whole-clip flicker's F; `source_change` is the mean
     change of the source's pixels there (0-255 levels: noise and compression). One dict per object.
     """
-    _, outs = read_frames(output, max_frames=max_frames)
-    _, srcs = read_frames(source, max_frames=max_frames)
+    out_meta, outs = read_frames(output, max_frames=max_frames)
+    src_meta, srcs = read_frames(source, max_frames=max_frames)
+    if out_meta.size != src_meta.size:
+        raise DreamvidError(f"{output} is {out_meta.width}x{out_meta.height} and {source} "
+                            f"{src_meta.width}x{src_meta.height}: the squares are measured at the source's size")
     sums = [{"num": 0.0, "den": 0.0, "strength": [], "source_change": []} for _ in objects]
     prev = None
     for t, (o, s) in enumerate(zip(outs, srcs)):

@@ -74,12 +74,10 @@ def fps_arg(fps: Union[float, str, Fraction]) -> str:
 
 
 def partial_path(path: str) -> str:
-    """Where an output is written until it is finished: NAME.partial (a still: NAME.partial.EXT)."""
+    """Where an output is written until it is finished: NAME.partial, a name only dreamvid uses."""
     path = path.rstrip("/").rstrip(os.sep)
-    stem, ext = os.path.splitext(path)
-    if ext.lower() in STILL_EXTS and not os.path.isdir(path):
-        return stem + PARTIAL + ext
-    return path + PARTIAL
+    head, tail = os.path.split(path)
+    return os.path.join(head, tail + PARTIAL)
 
 
 class Encoder:

@@ -40,8 +40,8 @@ def main(argv=None) -> int:
         if a.boxes:
             with open(a.boxes) as f:
                 r["objects"] = object_flicker(a.output, a.source, json.load(f)["objects"], max_frames=a.max_frames)
-    except DreamvidError as e:
-        print(f"coherence: error: {e}", file=sys.stderr)
+    except (DreamvidError, OSError, KeyError, ValueError) as e:  # the measure's, or a boxes file's
+        print(f"coherence: error: {e if isinstance(e, DreamvidError) else f'{a.boxes}: {e!r}'}", file=sys.stderr)
         return 2
     if not a.series:
         r.pop("series")

@@ -104,6 +104,8 @@ def object_frames(w: int, h: int, n: int, speed: int, seed: int, boxes: list):
     """A still shot with three square sprites moving right at `speed` whole pixels a frame; appends each
     sprite's [x, y] per frame to `boxes` (one {"size", "boxes"} per sprite)."""
     sizes = [max(4, round(h / k)) for k in (12, 6, 3)]
+    if speed < 1:
+        raise SystemExit("make_clip: --objects takes a speed of at least 1 pixel a frame")
     if 4 + speed * (n - 1) + sizes[-1] > w:
         raise SystemExit(f"make_clip: the squares would leave a {w} px wide picture: fewer frames or a lower speed")
     return _object_frames(w, h, n, speed, seed, sizes, boxes)
@@ -149,7 +151,6 @@ def main(argv=None) -> int:
            "-filter_complex", "[1:a][2:a]amix=inputs=2[a]", "-map", "0:v", "-map", "[a]",
            "-t", f"{seconds:.6f}", "-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p",
            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", a.output]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     boxes: list = []
     if a.objects is not None:
         shot = object_frames(w, h, a.frames, a.objects, a.seed, boxes)
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
         shot = pan_frames(w, h, a.frames, a.pan, a.seed)
     else:
         shot = frames(w, h, a.frames, a.cut, a.seed)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     for frame in shot:
         proc.stdin.write(frame.tobytes())  # type: ignore[union-attr]
     proc.stdin.close()  # type: ignore[union-attr]

@@ -68,15 +68,20 @@ BAD = [
     (["frames=abc"], "frames=abc: Value 'abc' of type 'str' could not be converted to Integer"),
     (["preset=foo"], "preset=foo is not one of the choices: bodies, dogs, eyes"),
     (["dream.layers=blocks.10"], "dream.layers is a list: write dream.layers=[blocks.10]"),
-    (["frames=5", "output={tmp}/still.png"], "still.png is one picture, but frames=5"),
+    (["frames=5", "output={tmp}/still.png"], "still.png is one picture, but frames is 5: set frames=1"),
     (["mode=video", "output={tmp}/still.jpg"], "mode=video dreams a clip into a video"),
+    (["dream.guide={guide}", "output={guide}", "overwrite=true"], "output would overwrite the guide image"),
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[b[0][0].split("=")[0] + str(i) for i, b in enumerate(BAD)])
 def test_bad_input_gets_one_clear_line_and_no_output(tmp_path, args, message):
     (tmp_path / "t.png").write_text("not an image")
-    fmt = dict(missing=tmp_path / "nope.png", tmp=tmp_path, text=tmp_path / "t.png")
+    import imageio.v3 as iio
+    import numpy as np
+
+    iio.imwrite(tmp_path / "guide.png", np.full((48, 64, 3), 100, np.uint8))
+    fmt = dict(missing=tmp_path / "nope.png", tmp=tmp_path, text=tmp_path / "t.png", guide=tmp_path / "guide.png")
     args = [a.format(**fmt) for a in args]
     out = tmp_path / "o.mp4"
     extra = [] if any(a.startswith("output=") for a in args) else [f"output={out}"]
@@ -109,11 +114,16 @@ def test_overrides_dreamvid_knows_pass_the_early_check():
 def test_only_a_render_without_an_output_gets_a_run_folder():
     from dreamvid.cli import NO_RUN_FOLDER, run_folder_overrides
 
-    assert run_folder_overrides(["output=a.mp4", "seed=2"]) == NO_RUN_FOLDER
-    assert run_folder_overrides(["resume=a.mp4"]) == NO_RUN_FOLDER
-    assert run_folder_overrides(["seed=2"]) == []  # the video goes into the run folder
-    assert run_folder_overrides(["-m", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"]) == []
-    assert run_folder_overrides(["output=a.mp4", "hydra.run.dir=mine"]) == []  # the user's own choice
+    assert run_folder_overrides(["output=a.mp4", "seed=2"]) == ["output=a.mp4", *NO_RUN_FOLDER, "seed=2"]
+    assert run_folder_overrides(["resume=a.mp4"]) == ["resume=a.mp4", *NO_RUN_FOLDER]
+    # beside the override, so that a flag after the overrides still parses
+    assert run_folder_overrides(["output=a.mp4", "--cfg", "job"]) == ["output=a.mp4", *NO_RUN_FOLDER, "--cfg", "job"]
+    for argv in (["seed=2"],  # no output: the video goes into the run folder
+                 ["output=null"],
+                 ["-m", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"],  # sweeps keep their records
+                 ["hydra.mode=MULTIRUN", "seed=1,2", "output=${hydra:runtime.output_dir}/a.mp4"],
+                 ["output=a.mp4", "hydra.run.dir=mine"]):  # the user's own choice
+        assert run_folder_overrides(argv) == argv
 
 
 def test_a_launcher_whose_plugin_is_missing_says_what_to_install(monkeypatch):
@@ -124,6 +134,7 @@ def test_a_launcher_whose_plugin_is_missing_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "hydra_plugins.hydra_joblib_launcher" else real(name, *a))
+    assert cli.override_error(["-m", "+hydra/launcher=parallel", "seed=1,2"]) is not None
     problem = cli.override_error(["-m", "hydra/launcher=parallel", "seed=1,2"])
     assert problem == ('hydra/launcher=parallel needs the hydra-joblib-launcher package: pip install '
                        'hydra-joblib-launcher (or, in the dreamvid folder, pip install ".[sweep]")')
@@ -157,6 +168,11 @@ def test_gif_and_png_outputs(tmp_path):
     r = run_cli(TINY + ["frames=2", f"output={tmp_path}/pngs/"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "pngs")) == ["frame_000000.png", "frame_000001.png"]
+    # a trailing slash makes a folder of frames whatever the name looks like
+    r = run_cli(TINY + ["frames=2", f"output={tmp_path}/shots.png/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "shots.png")) == ["frame_000000.png", "frame_000001.png"]
+    assert not list(tmp_path.glob("*.state"))
 
 
 def test_a_still_output_is_the_zooms_first_frame(tmp_path):

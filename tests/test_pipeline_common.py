@@ -99,3 +99,14 @@ def test_a_large_input_dreamed_at_its_own_size_on_a_cpu_is_warned_about():
         warn_if_slow(Config(), 1600, 1200, "cuda")  # a GPU: large frames are what it is for
         warn_if_slow(Config(width=1600), 1600, 1200, "cpu")  # a size asked for
         warn_if_slow(Config(), 1280, 720, "cpu")  # under a megapixel
+
+
+def test_inputs_given_from_the_home_folder_are_found(tmp_path, monkeypatch):
+    from dreamvid.config import Config
+    from dreamvid.pipeline.common import absolute_inputs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "in.png").write_bytes(b"x")
+    cfg = absolute_inputs(Config(input="~/in.png"))
+    assert cfg.input == str(tmp_path / "in.png")
+    assert absolute_inputs(Config(input="~/missing.png")).input == "~/missing.png"  # as typed, for its error

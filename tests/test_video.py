@@ -116,6 +116,11 @@ def test_a_failed_still_leaves_no_partial_file_and_keeps_what_was_there(tmp_path
             enc.write(frames(1, 24, 32)[0])
             raise RuntimeError("boom")
     assert out.read_bytes() == b"precious" and os.listdir(tmp_path) == ["still.png"]
+    mine = tmp_path / "pic.partial.png"  # a name like a temporary one, but the user's
+    mine.write_bytes(b"mine")
+    with Encoder(str(tmp_path / "pic.png"), 32, 24, 10) as enc:
+        enc.write(frames(1, 24, 32)[0])
+    assert mine.read_bytes() == b"mine" and (tmp_path / "pic.png").exists()
 
 
 def test_an_existing_output_is_not_overwritten(tmp_path):

@@ -66,14 +66,14 @@ def check(cfg: Config) -> None:
     """Reject impossible settings up front, each with the fix in the message."""
     if cfg.mode not in MODES:
         raise DreamvidError(f"unknown mode {cfg.mode!r}: use one of {', '.join(MODES)}")
-    refuse_input_as_output(cfg.input, cfg.output and os.path.expanduser(cfg.output))
+    refuse_input_as_output(cfg, cfg.output)
     if still_output(cfg):
         if cfg.mode == "video":
             raise DreamvidError(f"mode=video dreams a clip into a video: output={cfg.output} is one picture; "
                                 f"use .mp4, .gif or a folder for PNG frames")
         if cfg.frames != 1:
-            raise DreamvidError(f"output={cfg.output} is one picture, but frames={cfg.frames}: leave frames unset "
-                                f"(or 1) for a still, or write .mp4, .gif or a folder for an animation")
+            raise DreamvidError(f"output={cfg.output} is one picture, but frames is {cfg.frames}: set frames=1 "
+                                f"(or leave it unset) for a still, or write .mp4, .gif or a folder for an animation")
     if cfg.frames < 1:
         raise DreamvidError(f"frames must be at least 1, got {cfg.frames}")
     if not cfg.fps > 0:
@@ -214,22 +214,29 @@ def run_dir() -> str:
 
 
 def resolve_output(cfg: Config, default_name: str) -> str:
+    """The output's absolute path; a trailing slash (a folder of frames, whatever its name) is kept."""
     out = cfg.output or os.path.join(run_dir(), default_name)
-    out = os.path.abspath(os.path.expanduser(out))
-    refuse_input_as_output(cfg.input, out)
+    folder = out.endswith(("/", os.sep))
+    out = os.path.abspath(os.path.expanduser(out)) + (os.sep if folder else "")
+    refuse_input_as_output(cfg, out)
     return out
 
 
-def refuse_input_as_output(source: Optional[str], out: Optional[str]) -> None:
-    if source and out and os.path.exists(source) and os.path.realpath(source) == os.path.realpath(out):
-        raise DreamvidError(f"output would overwrite the input {source}: choose another output=")
+def refuse_input_as_output(cfg: Config, out: Optional[str]) -> None:
+    """No output may replace the files a render reads: its input and its guide image."""
+    for name, source in (("input", cfg.input), ("dream.guide", cfg.dream.guide)):
+        if source and out and os.path.exists(source) and \
+                os.path.realpath(source) == os.path.realpath(os.path.expanduser(out.rstrip("/" + os.sep))):
+            raise DreamvidError(f"output would overwrite the {'input' if name == 'input' else 'guide image'} "
+                                f"{source}: choose another output=")
 
 
 def absolute_inputs(cfg: Config) -> Config:
     """The config with its existing input files as absolute paths, as saved for resume=: a render
     resumed from another folder finds them. A path that does not exist stays as typed, for its error."""
     def absolute(path: Optional[str]) -> Optional[str]:
-        return os.path.abspath(os.path.expanduser(path)) if path and os.path.exists(path) else path
+        full = os.path.expanduser(path) if path else path
+        return os.path.abspath(full) if full and os.path.exists(full) else path
 
     weights = cfg.model.weights
     return replace(cfg, input=absolute(cfg.input), dream=replace(cfg.dream, guide=absolute(cfg.dream.guide)),

@@ -95,6 +95,10 @@ def with_step_bar(dream_frame, cfg: Config):
         iterations = int(round(s["iterations"]))
         with progress(octaves * iterations, "dreaming", cfg.progress, unit="step") as bar:
             def on_step(info: dict) -> None:
+                if bar.disable:
+                    return
+                if x.is_cuda:  # the host queues steps far ahead of the GPU: count those done
+                    torch.cuda.synchronize(x.device)
                 bar.n = info["octave"] * iterations + info["iteration"] + 1  # a frame dreamed again in tiles recounts
                 bar.refresh()
 
