@@ -215,7 +215,8 @@ def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: 
 
 
 def available_host_memory() -> float:
-    """Bytes of host memory available now (Linux: MemAvailable; elsewhere free physical pages)."""
+    """Bytes of host memory available now (Linux: MemAvailable; elsewhere free physical pages, or where
+    the system does not say (macOS), half of the physical memory)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -223,7 +224,12 @@ def available_host_memory() -> float:
                     return float(line.split()[1]) * 1024
     except OSError:
         pass
-    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for name, share in (("SC_AVPHYS_PAGES", 1.0), ("SC_PHYS_PAGES", 0.5)):
+        try:
+            return share * float(os.sysconf(name) * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            continue
+    return float("inf")  # unknown: frames are dreamed whole
 
 
 def _free_cached_memory() -> None:

@@ -217,3 +217,26 @@ def test_a_steps_peak_memory_is_within_the_planners_ratio_of_the_saved_bytes(cap
     for line in lines:
         ratio = float(line.split("peak/saved")[1].split()[0])
         assert 0.5 < ratio <= tiling.PEAK_OVER_SAVED
+
+
+def test_host_memory_is_estimated_where_the_system_does_not_say_what_is_free(monkeypatch):
+    import builtins
+    import os
+
+    real_open, real_sysconf = builtins.open, os.sysconf
+
+    def no_proc(path, *a, **k):
+        if str(path) == "/proc/meminfo":
+            raise OSError("no /proc here")
+        return real_open(path, *a, **k)
+
+    def mac_sysconf(name):  # macOS has no SC_AVPHYS_PAGES
+        if name == "SC_AVPHYS_PAGES":
+            raise ValueError("unrecognized configuration name")
+        return {"SC_PHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}.get(name) or real_sysconf(name)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(os, "sysconf", mac_sysconf)
+    assert tiling.available_host_memory() == 0.5 * 1000 * 4096
+    monkeypatch.setattr(os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError(name)))
+    assert tiling.available_host_memory() == float("inf")
