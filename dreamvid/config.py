@@ -97,7 +97,7 @@ class SpeedConfig:
     # auto | on | off: cuDNN picks algorithms by timing them (CUDA). Timings vary from run to run, so a
     # resumed render may then pick other algorithms and differ from an uninterrupted one by float rounding.
     cudnn_benchmark: str = "auto"
-    tile: int = -1  # tile side in px; 0: whole frames; -1: tiles only where free GPU memory asks (never on a CPU)
+    tile: int = -1  # tile side in px; 0: whole frames; -1: tiles only where free memory asks (GPU, or host on a CPU)
     tile_overlap: int = 64  # px shared by neighbouring tiles, blended
     tile_memory: float = 0.0  # GiB auto tiles may use; 0: 80% of the free GPU memory
 
