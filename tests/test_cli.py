@@ -213,3 +213,11 @@ def test_a_full_disk_gets_a_clear_message_and_no_output(tmp_path):
         assert not out.exists() and not (disk / "o.mp4.partial").exists()
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_help_shows_dreamvids_usage_and_every_setting(tmp_path):
+    r = run_cli(["--help"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("dreamvid: DeepDream") and "input=photo.jpg output=dream.png" in r.stdout
+    assert "coherence:" in r.stdout and "new_step: 1.0" in r.stdout and "powered by Hydra" not in r.stdout
+    assert os.listdir(tmp_path) == []  # asking for help leaves nothing behind
