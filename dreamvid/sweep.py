@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from typing import Any, List, Optional, Sequence
 
 from hydra.experimental.callback import Callback
@@ -217,6 +218,9 @@ class SweepCallback(Callback):
     # -- in the process that runs the job -------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         _job.update(started=time.time(), error=None)
+        # Python shows a warning once per place in a process: re-adding the filter (it replaces itself)
+        # resets that memory, so each job of a sweep shows its own warnings, like a run of its own.
+        warnings.filterwarnings("default", category=UserWarning)
         if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN:  # an earlier sweep's outcome, same folder
             for name in (STATUS_FILE, ERROR_FILE):
                 stale = os.path.join(str(config.hydra.runtime.output_dir), name)

@@ -248,3 +248,23 @@ def test_gpu_memory_is_released_between_jobs(monkeypatch, tmp_path):
     peak = sweep._release_gpu_memory()
     assert peak >= 256 and torch.cuda.memory_reserved() < 256 * 2**20
     assert torch.cuda.max_memory_allocated() < 256 * 2**20
+
+
+def test_each_job_of_a_sweep_shows_its_own_warnings(tmp_path):
+    import warnings
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": "x.Basic"}}})
+    cb = sweep.SweepCallback(one_gpu_per_worker=False)
+
+    def capped():  # one place in the code, as dream.octave_sizes warns from one line
+        warnings.warn("dream.octaves=5 would shrink 96x64 below 32 px; using 2 octaves", UserWarning)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.filterwarnings("default", category=UserWarning)
+        cb.on_job_start(config)
+        capped()
+        capped()  # the same job: once
+        cb.on_job_start(config)
+        capped()  # the next job: again
+    assert len(shown) == 2
+    assert sum(f[0] == "default" and f[2] is UserWarning for f in warnings.filters) <= 1  # no pile of filters
