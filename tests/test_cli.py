@@ -221,3 +221,9 @@ def test_help_shows_dreamvids_usage_and_every_setting(tmp_path):
     assert r.stdout.startswith("dreamvid: DeepDream") and "input=photo.jpg output=dream.png" in r.stdout
     assert "coherence:" in r.stdout and "new_step: 1.0" in r.stdout and "powered by Hydra" not in r.stdout
     assert os.listdir(tmp_path) == []  # asking for help leaves nothing behind
+    from dreamvid.cli import GROUPS, _group_options
+
+    listed = {line.split(":")[0]: line.split(":", 1)[1] for line in
+              r.stdout.split("== Groups (group=option) ==")[1].split("==")[0].strip().splitlines()}
+    for group in GROUPS:  # the help's list of options is written by hand: it must match conf/
+        assert sorted(o.split(" (")[0].strip() for o in listed[group].split(",")) == _group_options(group), group
