@@ -224,11 +224,10 @@ def resolve_output(cfg: Config, default_name: str) -> str:
 
 def refuse_input_as_output(cfg: Config, out: Optional[str]) -> None:
     """No output may replace the files a render reads: its input and its guide image."""
-    for name, source in (("input", cfg.input), ("dream.guide", cfg.dream.guide)):
+    for what, source in (("input", cfg.input), ("guide image", cfg.dream.guide)):
         if source and out and os.path.exists(source) and \
                 os.path.realpath(source) == os.path.realpath(os.path.expanduser(out.rstrip("/" + os.sep))):
-            raise DreamvidError(f"output would overwrite the {'input' if name == 'input' else 'guide image'} "
-                                f"{source}: choose another output=")
+            raise DreamvidError(f"output would overwrite the {what} {source}: choose another output=")
 
 
 def absolute_inputs(cfg: Config) -> Config:
