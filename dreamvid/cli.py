@@ -48,14 +48,18 @@ INTERRUPTED = "interrupted; the frames finished so far are kept: the same comman
 RESUME_OWN = ("resume", "progress", "device")
 
 
-def _check_resume_overrides() -> None:
-    """resume= continues a render with its saved settings: refuse others rather than ignore them."""
+def _typed_keys() -> List[str]:
+    """The settings named on this job's command line (a sweep's job: with its own values)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return
-    keys = [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
-    others = [k for k in keys if k not in RESUME_OWN]
+        return []
+    return [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
+
+
+def _check_resume_overrides() -> None:
+    """resume= continues a render with its saved settings: refuse others rather than ignore them."""
+    others = [k for k in _typed_keys() if k not in RESUME_OWN]
     if others:
         raise DreamvidError(f"resume= continues a render with its own saved settings; {', '.join(others)} "
                             f"would be ignored: drop {'them' if len(others) > 1 else 'it'}, or start a new "
@@ -70,6 +74,8 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
         cfg = to_config(dcfg)
         if cfg.resume:
             _check_resume_overrides()
+        elif "frames" in _typed_keys():  # not a preset's frames (debug=tiny)
+            pipeline.common.warn_if_frames_unused(cfg)
         out = pipeline.run(cfg)
     except DreamvidError as e:
         code = getattr(e, "exit_code", 2)

@@ -227,3 +227,11 @@ def test_help_shows_dreamvids_usage_and_every_setting(tmp_path):
               r.stdout.split("== Groups (group=option) ==")[1].split("==")[0].strip().splitlines()}
     for group in GROUPS:  # the help's list of options is written by hand: it must match conf/
         assert sorted(o.split(" (")[0].strip() for o in listed[group].split(",")) == _group_options(group), group
+
+
+def test_frames_typed_for_a_mode_without_a_length_is_warned_about_but_not_a_presets(tmp_path):
+    typed = run_cli(TINY + ["mode=neuron", "channels=[0]", "frames=5", f"output={tmp_path / 'a'}/"], cwd=str(tmp_path))
+    assert typed.returncode == 0, typed.stderr
+    assert "frames=5 is a zoom's length and is ignored in mode=neuron" in typed.stderr
+    preset = run_cli(TINY + ["mode=neuron", "channels=[0]", f"output={tmp_path / 'b'}/"], cwd=str(tmp_path))
+    assert preset.returncode == 0 and "ignored" not in preset.stderr, preset.stderr  # debug=tiny's frames: 3
