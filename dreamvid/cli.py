@@ -74,8 +74,8 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
         cfg = to_config(dcfg)
         if cfg.resume:
             _check_resume_overrides()
-        elif "frames" in _typed_keys():  # not a preset's frames (debug=tiny)
-            pipeline.common.warn_if_frames_unused(cfg)
+        else:  # typed, not a preset's (debug=tiny sets frames)
+            pipeline.common.warn_if_unused(cfg, _typed_keys())
         out = pipeline.run(cfg)
     except DreamvidError as e:
         code = getattr(e, "exit_code", 2)

@@ -86,19 +86,22 @@ def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
         check(cfg_factory("max_frames=3"))
 
 
-def test_frames_given_to_a_mode_that_does_not_use_it_is_warned_about(cfg_factory):
+def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_factory):
     import warnings
 
-    from dreamvid.pipeline.common import warn_if_frames_unused
+    from dreamvid.pipeline.common import warn_if_unused
 
     with pytest.warns(UserWarning, match=r"frames=4 is a zoom's length and is ignored in mode=video, .* max_frames=4"):
-        warn_if_frames_unused(cfg_factory("mode=video", "frames=4"))
+        warn_if_unused(cfg_factory("mode=video", "frames=4"), ["mode", "frames"])
     with pytest.warns(UserWarning, match=r"ignored in mode=neuron, .* neuron.steps"):
-        warn_if_frames_unused(cfg_factory("mode=neuron", "frames=4"))
+        warn_if_unused(cfg_factory("mode=neuron", "frames=4"), ["frames"])
+    with pytest.warns(UserWarning, match=r"fps=12 is ignored in mode=video: the dream keeps the clip's own frame rate"):
+        warn_if_unused(cfg_factory("mode=video", "fps=12"), ["fps"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_frames_unused(cfg_factory("frames=4"))  # the zoom's length
-        warn_if_frames_unused(cfg_factory("mode=video", "frames=null"))  # not given
+        warn_if_unused(cfg_factory("frames=4", "fps=12"), ["frames", "fps"])  # the zoom's length and rate
+        warn_if_unused(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
+        warn_if_unused(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
 
 
 def test_a_large_input_dreamed_at_its_own_size_on_a_cpu_is_warned_about():

@@ -49,15 +49,18 @@ def with_frames(cfg: Config) -> Config:
     return replace(cfg, frames=1 if cfg.mode in MODES and still_output(cfg) else DEFAULT_FRAMES)
 
 
-def warn_if_frames_unused(cfg: Config) -> None:
-    """A warning (a sweep over modes may share frames=) when frames= is given to a mode whose length is not it."""
-    if cfg.frames is None or cfg.mode not in ("video", "neuron"):
-        return
-    fix = (f"set max_frames={cfg.frames} to dream only its first {cfg.frames}" if cfg.mode == "video"
-           else "its length is neuron.steps (neuron.record_every=N records a frame every N steps)")
-    what = "every frame of the clip" if cfg.mode == "video" else "one picture per channel"
-    warnings.warn(f"frames={cfg.frames} is a zoom's length and is ignored in mode={cfg.mode}, which dreams "
-                  f"{what}: {fix}", stacklevel=2)
+def warn_if_unused(cfg: Config, typed: Sequence[str]) -> None:
+    """A warning for each setting in `typed` (those the command line named) that this mode does not use; a
+    warning, not an error: a sweep over modes may share them."""
+    if "frames" in typed and cfg.frames is not None and cfg.mode in ("video", "neuron"):
+        fix = (f"set max_frames={cfg.frames} to dream only its first {cfg.frames}" if cfg.mode == "video"
+               else "its length is neuron.steps (neuron.record_every=N records a frame every N steps)")
+        what = "every frame of the clip" if cfg.mode == "video" else "one picture per channel"
+        warnings.warn(f"frames={cfg.frames} is a zoom's length and is ignored in mode={cfg.mode}, which dreams "
+                      f"{what}: {fix}", stacklevel=2)
+    if "fps" in typed and cfg.mode == "video":
+        warnings.warn(f"fps={cfg.fps:g} is ignored in mode=video: the dream keeps the clip's own frame rate and "
+                      f"length, with its sound", stacklevel=2)
 
 
 # A frame larger than this, dreamed on a CPU at the input's own size, takes minutes: say how to dream smaller.
