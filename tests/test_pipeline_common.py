@@ -97,9 +97,16 @@ def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_f
         warn_if_unused(cfg_factory("mode=neuron", "frames=4"), ["frames"])
     with pytest.warns(UserWarning, match=r"fps=12 is ignored in mode=video: the dream keeps the clip's own frame rate"):
         warn_if_unused(cfg_factory("mode=video", "fps=12"), ["fps"])
+    with pytest.warns(UserWarning, match=r"^motion.zoom, motion.angle are ignored in mode=video: motion.\* moves"):
+        warn_if_unused(cfg_factory("mode=video"), ["mode", "motion.zoom", "seed", "motion.angle"])
+    with pytest.warns(UserWarning, match=r"^coherence.step is ignored in mode=zoom: coherence.\* carries"):
+        warn_if_unused(cfg_factory(), ["coherence.step"])
+    with pytest.warns(UserWarning, match=r"^input is ignored in mode=neuron: input is the picture"):
+        warn_if_unused(cfg_factory("mode=neuron"), ["input"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_unused(cfg_factory("frames=4", "fps=12"), ["frames", "fps"])  # the zoom's length and rate
+        warn_if_unused(cfg_factory("frames=4", "fps=12"), ["frames", "fps", "input", "motion.zoom"])  # all the zoom's
+        warn_if_unused(cfg_factory("mode=video"), ["input", "coherence.step", "flow", "flow.preset", "dream.step"])
         warn_if_unused(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
         warn_if_unused(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
 

@@ -49,6 +49,13 @@ def with_frames(cfg: Config) -> Config:
     return replace(cfg, frames=1 if cfg.mode in MODES and still_output(cfg) else DEFAULT_FRAMES)
 
 
+# Settings only some modes use: (those modes, what the setting is for)
+USED_BY = {"motion": (("zoom",), "moves the camera of mode=zoom (a clip keeps its own motion)"),
+           "coherence": (("video",), "carries the dream from frame to frame of a clip (mode=video)"),
+           "flow": (("video",), "follows the motion of a clip (mode=video)"),
+           "input": (("zoom", "video"), "is the picture or clip to dream; mode=neuron starts from noise")}
+
+
 def warn_if_unused(cfg: Config, typed: Sequence[str]) -> None:
     """A warning for each setting in `typed` (those the command line named) that this mode does not use; a
     warning, not an error: a sweep over modes may share them."""
@@ -61,6 +68,12 @@ def warn_if_unused(cfg: Config, typed: Sequence[str]) -> None:
     if "fps" in typed and cfg.mode == "video":
         warnings.warn(f"fps={cfg.fps:g} is ignored in mode=video: the dream keeps the clip's own frame rate and "
                       f"length, with its sound", stacklevel=2)
+    for section in sorted({k.split(".", 1)[0] for k in typed} & set(USED_BY)):
+        modes, what = USED_BY[section]
+        if cfg.mode not in modes:
+            names = ", ".join(k for k in typed if k.split(".", 1)[0] == section)
+            warnings.warn(f"{names} {'is' if ',' not in names else 'are'} ignored in mode={cfg.mode}: "
+                          f"{section}{'' if section == 'input' else '.*'} {what}", stacklevel=2)
 
 
 # A frame larger than this, dreamed on a CPU at the input's own size, takes minutes: say how to dream smaller.
