@@ -19,11 +19,12 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from . import files
 from .model import DreamvidError
 
 try:
@@ -40,7 +41,7 @@ LOCK_FILE = "lock"  # held (flock) by the process rendering this output; holds i
 FORMAT = 3
 
 # Settings that do not change the frames a render produces. The input and guide files count by their
-# contents (`render_key`'s files), not by the path they were given as.
+# contents (`render_key`'s inputs), not by the path they were given as.
 _NOT_IN_KEY = ("progress", "resume", "overwrite", "device", "output", "input")
 _NOT_IN_KEY_SECTIONS = {"flow": ("workers",), "dream": ("guide",)}
 
@@ -62,7 +63,7 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def render_key(config: Dict[str, Any], files: Tuple[Optional[str], ...] = ()) -> str:
+def render_key(config: Dict[str, Any], inputs: Tuple[Optional[str], ...] = ()) -> str:
     """What identifies a render: its settings and its input files."""
     settings = {k: v for k, v in config.items() if k not in _NOT_IN_KEY}
     for section, names in _NOT_IN_KEY_SECTIONS.items():
@@ -70,7 +71,7 @@ def render_key(config: Dict[str, Any], files: Tuple[Optional[str], ...] = ()) ->
             settings[section] = {k: v for k, v in settings[section].items() if k not in names}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(f"format {FORMAT}".encode())
-    for path in files:
+    for path in inputs:
         if path and os.path.isfile(path):
             h.update(_file_digest(path).encode())
     return h.hexdigest()[:16]
@@ -92,6 +93,7 @@ class Checkpoint:
         self.output, self.dir = output, state_dir(output)
         self.key, self.config = key, config or {}
         self._lock: Optional[int] = None
+        self._unflushed: List[str] = []  # frames renamed into place since the last state was written
 
     def lock(self) -> None:
         """Claim this output for this process, or refuse: two renders of one output would delete each
@@ -198,7 +200,8 @@ class Checkpoint:
         try:
             ok = cv2.imwrite(tmp, np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
             if ok:
-                os.replace(tmp, path)
+                os.replace(tmp, path)  # flushed to the disk with the next state, which names it
+                self._unflushed.append(path)
         except (cv2.error, OSError):
             ok = False
         if not ok:
@@ -221,7 +224,13 @@ class Checkpoint:
         except (OSError, RuntimeError):
             self._remove(tmp)
             raise DreamvidError(f"cannot write checkpoint in {self.dir}: {why_unwritable(self.dir)}") from None
-        os.replace(tmp, os.path.join(self.dir, STATE_FILE))
+        # The frames this state counts as finished reach the disk before it does: after a power cut the
+        # state never names an empty frame.
+        files.flush_all(self._unflushed)
+        if self._unflushed:
+            files.flush(os.path.dirname(self._unflushed[-1]))
+        self._unflushed = []
+        files.replace(tmp, os.path.join(self.dir, STATE_FILE))
 
     @staticmethod
     def _remove(path: str) -> None:

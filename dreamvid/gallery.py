@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import files
 from .images import save_image
 from .model import DreamvidError
 from .sweep import ERROR_FILE, STATUS_FILE
@@ -97,14 +98,14 @@ def _job_num(folder: str) -> Optional[int]:
 def collect_jobs(sweep_dir: str) -> List[Job]:
     """Every job under sweep_dir, by job number, with its status, output and differing values."""
     jobs: List[Job] = []
-    for root, dirs, files in os.walk(sweep_dir):
+    for root, dirs, names in os.walk(sweep_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".state"))
         overrides_file = os.path.join(root, ".hydra", "overrides.yaml")
         if not os.path.isfile(overrides_file):
             continue
         dirs[:] = []  # a job's own folders are not jobs
         status = {}
-        if STATUS_FILE in files:
+        if STATUS_FILE in names:
             try:
                 with open(os.path.join(root, STATUS_FILE)) as f:
                     status = json.load(f)
@@ -117,7 +118,7 @@ def collect_jobs(sweep_dir: str) -> List[Job]:
                   started=os.path.getmtime(overrides_file))
         job.output = status.get("output") or _default_output(root)
         job.error = status.get("error")
-        if ERROR_FILE in files and not job.error:
+        if ERROR_FILE in names and not job.error:
             with open(os.path.join(root, ERROR_FILE), errors="replace") as f:
                 job.error = f.readline().strip() or "failed"
         if status.get("status") == "failed" or job.error:
@@ -390,7 +391,7 @@ def write_gallery(sweep_dir: str, webm: bool = False, thumb_width: int = THUMB_W
     page = gallery_html(sweep_dir, jobs, keys, common, webm=webm)
     with open(paths["html"] + ".partial", "w", encoding="utf-8") as f:
         f.write(page)
-    os.replace(paths["html"] + ".partial", paths["html"])
+    files.replace(paths["html"] + ".partial", paths["html"])
     return paths
 
 

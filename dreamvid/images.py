@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import files
 from .model import DreamvidError
 
 # The picture files an output may be: one still (PNG keeps its text in tEXt chunks, JPEG in its comment).
@@ -77,7 +78,7 @@ def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    os.replace(tmp, path)
+    files.replace(tmp, path)
     return path
 
 

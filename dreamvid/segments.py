@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from . import files
 from .flow import consistency, flow_estimator
 from .model import DreamvidError
 
@@ -170,7 +171,7 @@ def save_plan(output: str, segments: Sequence[Segment], key: str, note: Optional
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump({"key": key, "note": note, "segments": [asdict(s) for s in segments]}, f, indent=1)
-    os.replace(tmp, path)
+    files.replace(tmp, path)
     return path
 
 

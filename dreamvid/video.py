@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .images import STILL_EXTS, write_image
+from . import files
 from .model import DreamvidError
 
 # The container each video extension is written in; mp4 and mov start playing before fully loaded.
@@ -228,7 +229,7 @@ class Encoder:
                 self._mux_audio()
         if os.path.exists(self.path) and self.overwrite:
             self._remove(self.path)
-        os.replace(self.tmp, self.path)
+        files.replace(self.tmp, self.path)  # on the disk before the render's checkpoint is removed
         return self.path
 
     def abort(self) -> None:

@@ -148,3 +148,26 @@ def test_writer_never_saves_a_state_after_a_frame_it_could_not_write(tmp_path):
     with pytest.raises(DreamvidError, match="cannot write checkpoint frame"):
         w.close()
     assert ck.load() == (1, {"i": 0})
+
+
+def test_a_state_reaches_the_disk_only_after_the_frames_it_counts(tmp_path, monkeypatch):
+    """After a power cut the state must never name a frame whose data was still in memory."""
+    ck = Checkpoint(str(tmp_path / "out.mp4"), "key")
+    seen = []
+    fsync, rename = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (seen.append(("flush", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (seen.append(("rename", str(b))), rename(a, b)))
+    frame = np.zeros((4, 6, 3), np.uint8)
+    for i in range(3):
+        ck.save_frame(i, frame)
+    ck.save_state(2, {"t": 3})
+    state = os.path.join(ck.dir, "state.pt")
+    last_frame_flush = max(i for i, e in enumerate(seen) if e[0] == "flush" and e[1].endswith(".png"))
+    assert {e[1] for e in seen[:last_frame_flush + 1] if e[0] == "flush"} >= {ck.frame_path(i) for i in range(3)}
+    assert ("flush", os.path.dirname(ck.frame_path(0))) in seen  # the frames' names too
+    assert seen.index(("rename", state)) > last_frame_flush
+    seen.clear()
+    ck.save_frame(3, frame)
+    ck.save_state(3, {"t": 4})
+    assert [e[1] for e in seen if e[0] == "flush" and e[1].endswith(".png")] == [ck.frame_path(3)]  # only the new one
+    assert ck.load() == (4, {"t": 4})

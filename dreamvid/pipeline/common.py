@@ -18,7 +18,7 @@ from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, s
 from ..model import RANDOM, DreamvidError
 from ..segments import folder as segments_folder
 from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
-from .. import schedule
+from .. import files, schedule
 
 
 class Interrupted(DreamvidError):
@@ -279,7 +279,7 @@ def save_config(cfg: Config, output: str) -> str:
     tmp = path + ".partial"
     with open(tmp, "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    os.replace(tmp, path)
+    files.replace(tmp, path)
     return path
 
 
