@@ -26,6 +26,7 @@ import torch
 
 from . import files
 from .model import DreamvidError
+from .video import picture_files
 
 try:
     import fcntl
@@ -74,6 +75,11 @@ def render_key(config: Dict[str, Any], inputs: Tuple[Optional[str], ...] = ()) -
     for path in inputs:
         if path and os.path.isfile(path):
             h.update(_file_digest(path).encode())
+        elif path and os.path.isdir(path):  # a folder of frames: which pictures, their sizes, the first and last
+            pictures = picture_files(path)
+            h.update(json.dumps([(os.path.basename(p), os.path.getsize(p)) for p in pictures]).encode())
+            for picture in pictures[:1] + pictures[1:][-1:]:
+                h.update(_file_digest(picture).encode())
     return h.hexdigest()[:16]
 
 

@@ -105,10 +105,10 @@ class SpeedConfig:
 @dataclass
 class Config:
     mode: str = "zoom"
-    input: Optional[str] = None
+    input: Optional[str] = None  # a picture (zoom); a video file or a folder of frames (video); unset: clouds
     output: Optional[str] = None  # .mp4 | .gif | folder for PNG frames | .png/.jpg/.webp (one still); default: dream.mp4
     frames: Optional[int] = None  # zoom length; unset: 36, or 1 for a still (an image output)
-    fps: float = 12.0
+    fps: float = 12.0  # the zoom's rate, and a folder of frames' (a video file keeps its own)
     width: Optional[int] = None
     height: Optional[int] = None
     max_frames: Optional[int] = None

@@ -24,7 +24,8 @@ def read_image(path: str, setting: str = "input") -> np.ndarray:
     if not os.path.exists(path):
         raise DreamvidError(f"{setting} not found: {path}")
     if os.path.isdir(path):
-        raise DreamvidError(f"{setting} is a directory, not an image: {path}")
+        clip = " (a folder of frames is a clip: mode=video dreams it)" if setting == "input" else ""
+        raise DreamvidError(f"{setting} is a folder, not an image: {path}{clip}")
     import cv2
 
     # OpenCV keeps 16-bit depth and alpha; imageio reads what it cannot (GIF, some palettes).

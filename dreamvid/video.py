@@ -1,7 +1,8 @@
 """Video and frame-sequence I/O through ffmpeg: the only module that talks to ffmpeg.
 
 Writing: `Encoder`. Reading: `probe` (frame count, exact rate, duration, size, audio) and
-`read_frames` (metadata, then a generator of frames). Frames are (H, W, 3) uint8 RGB arrays.
+`read_frames` (metadata, then a generator of frames), of a video file or of a folder of pictures (one
+frame each, in natural order, at a rate given). Frames are (H, W, 3) uint8 RGB arrays.
 Outputs are written under a temporary name and renamed only when complete, so an interrupted run
 never leaves a file that looks finished.
 """
@@ -22,8 +23,8 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .images import STILL_EXTS, write_image
 from . import files
+from .images import STILL_EXTS, exif_orientation, read_image, write_image
 from .model import DreamvidError
 
 # The container each video extension is written in; mp4 and mov start playing before fully loaded.
@@ -37,6 +38,8 @@ GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers pl
 START_TOLERANCE = 0.02
 FRAME_NAME = "frame_{:06d}.png"  # the frames of a PNG-folder output
 FRAME_FILE = re.compile(r"frame_\d{6,}\.png")
+# The pictures a folder of frames may hold (anything else in it is left out)
+PICTURE_EXTS = STILL_EXTS + (".bmp", ".tif", ".tiff")
 # Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
 MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
 # ffmpeg runs in its own session: a Ctrl-C typed at the terminal reaches dreamvid, which stops after
@@ -374,6 +377,7 @@ class VideoMeta:
     start: float = 0.0  # seconds from the file's start to the first frame: where its audio is taken from
     truncated: Optional[str] = None  # ffmpeg's complaint when the file ends before its index says
     indexed_frames: Optional[int] = None  # for a truncated file: about how many frames its index promises
+    pictures: Tuple[str, ...] = ()  # a folder of frames: its pictures, in order (no audio; the rate was given)
 
     @property
     def rate(self) -> Fraction:
@@ -437,15 +441,57 @@ def _discarded(extra_columns: List[str]) -> bool:
     return bool(int(flags[2:], 16) & 0x4)
 
 
-def probe(path: str) -> VideoMeta:
-    """Frame count, exact frame rate, duration, size and audio of a clip, read without decoding."""
+def picture_files(folder: str) -> List[str]:
+    """The pictures in `folder` in natural order (frame_2 before frame_10); hidden files and others left out."""
+    def natural(name: str) -> list:
+        return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+    names = [n for n in os.listdir(folder) if not n.startswith(".")
+             and os.path.splitext(n)[1].lower() in PICTURE_EXTS and os.path.isfile(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural)]
+
+
+def _picture_size(path: str) -> Tuple[int, int]:
+    """(width, height) of a picture as `read_image` delivers it (upright), from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
+        raise DreamvidError(f"cannot read {path} as a picture: a folder of frames holds only pictures") from None
+    return (h, w) if exif_orientation(path) >= 5 else (w, h)
+
+
+def _probe_folder(path: str, fps: Union[float, str, Fraction]) -> VideoMeta:
+    pictures = picture_files(path)
+    if not pictures:
+        raise DreamvidError(f"input folder {path} holds no pictures ({', '.join(PICTURE_EXTS)}): give a video "
+                            f"file or a folder of frames")
+    width, height = _picture_size(pictures[0])
+    for picture in pictures[1:]:
+        if _picture_size(picture) != (width, height):
+            w, h = _picture_size(picture)
+            raise DreamvidError(f"{picture} is {w}x{h}, but {os.path.basename(pictures[0])} is {width}x{height}: "
+                                f"the frames of a folder must have one size")
+    rate = Fraction(fps_arg(fps))
+    return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=len(pictures),
+                     duration=float(len(pictures) / rate), codec="pictures", pictures=tuple(pictures))
+
+
+def probe(path: str, fps: Union[float, str, Fraction] = 12) -> VideoMeta:
+    """Frame count, exact frame rate, duration, size and audio of a clip, read without decoding.
+
+    A folder is a clip of its pictures (`picture_files`) at `fps` (a video file has a rate of its own;
+    12 is the config's default).
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DreamvidError(f"input not found: {path}")
     if os.path.isdir(path):
-        raise DreamvidError(f"input is a directory, not a video: {path}")
+        return _probe_folder(path, fps)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", path, "-map", "0:V:0?", "-map", "0:a:0?",
            "-c", "copy", "-f", "framecrc", "-"]
     with tempfile.TemporaryFile() as err:
@@ -557,7 +603,21 @@ def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: O
     w, h = size or meta.size
     if w < 1 or h < 1:
         raise ValueError(f"size must be positive, got {w}x{h}")
-    return meta, _frames(meta, int(w), int(h), max_frames)
+    return meta, (_pictures if meta.pictures else _frames)(meta, int(w), int(h), max_frames)
+
+
+def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
+    import cv2
+
+    for path in meta.pictures[:max_frames]:
+        frame = read_image(path, "frame")
+        if frame.shape[:2] != (meta.height, meta.width):  # changed since `probe` looked
+            raise DreamvidError(f"{path} is {frame.shape[1]}x{frame.shape[0]}, but the frames of {meta.path} are "
+                                f"{meta.width}x{meta.height}: the frames of a folder must have one size")
+        if (w, h) != meta.size:
+            shrinking = w * h < meta.width * meta.height
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+        yield frame
 
 
 def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:

@@ -171,3 +171,17 @@ def test_a_state_reaches_the_disk_only_after_the_frames_it_counts(tmp_path, monk
     ck.save_state(3, {"t": 4})
     assert [e[1] for e in seen if e[0] == "flush" and e[1].endswith(".png")] == [ck.frame_path(3)]  # only the new one
     assert ck.load() == (4, {"t": 4})
+
+
+def test_a_folder_of_frames_counts_by_its_pictures(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        (frames / f"f{i}.png").write_bytes(bytes([i]) * 100)
+    key = render_key({"mode": "video"}, (str(frames),))
+    (frames / "notes.txt").write_text("not a frame")
+    assert render_key({"mode": "video"}, (str(frames),)) == key  # what is not a picture does not count
+    (frames / "f2.png").write_bytes(b"changed" * 20)
+    changed = render_key({"mode": "video"}, (str(frames),))
+    (frames / "f3.png").write_bytes(b"more")
+    assert len({key, changed, render_key({"mode": "video"}, (str(frames),))}) == 3

@@ -45,7 +45,7 @@ def test_layers_command_lists_channels(tmp_path):
 
 BAD = [
     (["input={missing}"], "input not found"),
-    (["input={tmp}"], "is a directory"),
+    (["input={tmp}"], "(a folder of frames is a clip: mode=video dreams it)"),
     (["input={text}"], "cannot read"),
     (["frames=0"], "frames must be at least 1"),
     (["fps=-5"], "fps must be positive"),

@@ -38,8 +38,9 @@ def texture(h, w, seed=0):
     return np.round(img * 255).astype(np.uint8)
 
 
-def write_clip(path, frames, rate="30000/1001", audio=True):
-    """Frames through ffmpeg into an H.264 mp4 with a sine tone of the same length."""
+def write_clip(path, frames, rate="30000/1001", audio=True, lossless=False):
+    """Frames through ffmpeg into an H.264 mp4 (ffv1 when lossless or a side is odd) with a sine tone of the
+    same length."""
     h, w = frames[0].shape[:2]
     seconds = float(len(frames) / Fraction(rate))
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -47,7 +48,7 @@ def write_clip(path, frames, rate="30000/1001", audio=True):
     if audio:
         cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", f"{seconds:.6f}",
                 "-c:a", "aac"]
-    pix = ["-c:v", "ffv1"] if w % 2 or h % 2 else ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    pix = ["-c:v", "ffv1"] if w % 2 or h % 2 or lossless else ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
     cmd += pix + [str(path)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     for f in frames:
@@ -113,6 +114,26 @@ def test_coherent_dream_has_far_lower_warp_error_than_per_frame(clip, dreamed, t
     assert c["strength"] > 2.0  # it did dream
     assert c["warp_error"] < 0.5 * p["warp_error"]
     assert c["flicker"] < 0.3 * p["flicker"]
+
+
+def test_a_folder_of_frames_is_dreamed_like_the_same_frames_in_a_video_file(tmp_path):
+    import imageio.v3 as iio
+
+    frames = panning(6)
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        iio.imwrite(folder / f"shot{i}.png", f)
+    out = run_video(make_config(f"input={folder}", f"output={tmp_path / 'f.mp4'}", "fps=10", *STRONG))
+    meta = probe(out)
+    assert (meta.frames, meta.rate, meta.size, meta.has_audio) == (6, 10, (64, 48), False)
+    clip = write_clip(tmp_path / "same.mkv", frames, rate="10", audio=False, lossless=True)
+    from_folder = run_video(make_config(f"input={folder}", f"output={tmp_path / 'a'}/", "fps=10", *STRONG))
+    from_clip = run_video(make_config(f"input={clip}", f"output={tmp_path / 'b'}/", *STRONG))
+    a, b = (sorted(os.listdir(d)) for d in (from_folder, from_clip))
+    assert a == b and len(a) == 6
+    for name in a:
+        assert np.array_equal(iio.imread(os.path.join(from_folder, name)), iio.imread(os.path.join(from_clip, name)))
 
 
 @pytest.mark.parametrize("name,size,rate,expected", [

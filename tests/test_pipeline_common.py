@@ -86,7 +86,7 @@ def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
         check(cfg_factory("max_frames=3"))
 
 
-def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_factory):
+def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_factory, tmp_path):
     import warnings
 
     from dreamvid.pipeline.common import warn_if_unused
@@ -107,6 +107,7 @@ def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_f
         warnings.simplefilter("error")
         warn_if_unused(cfg_factory("frames=4", "fps=12"), ["frames", "fps", "input", "motion.zoom"])  # all the zoom's
         warn_if_unused(cfg_factory("mode=video"), ["input", "coherence.step", "flow", "flow.preset", "dream.step"])
+        warn_if_unused(cfg_factory("mode=video", f"input={tmp_path}", "fps=24"), ["fps"])  # a folder's rate
         warn_if_unused(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
         warn_if_unused(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
 

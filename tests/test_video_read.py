@@ -131,11 +131,13 @@ def test_bad_media_is_a_one_line_error(tmp_path):
     empty.write_bytes(b"")
     audio = tmp_path / "tone.m4a"
     ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.5", "-c:a", "aac", str(audio))
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "notes.txt").write_text("frames come later\n")
     still = tmp_path / "still.png"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", str(still))
     for path, words in [(text, "cannot read"), (empty, "cannot read"), (audio, "no video stream"),
                         (still, "still image"), (tmp_path / "missing.mp4", "not found"),
-                        (tmp_path, "directory")]:
+                        (tmp_path / "nothing", "holds no pictures")]:
         with pytest.raises(DreamvidError, match=words) as err:
             probe(str(path))
         assert "\n" not in str(err.value)
@@ -179,3 +181,36 @@ def test_memory_is_flat_in_clip_length(tmp_path):
 
     short, long = peak(30), peak(300)
     assert long < short + 256 * 1024, (short, long)
+
+
+def test_a_folder_of_pictures_is_a_clip_in_natural_order_at_the_rate_given(tmp_path):
+    import imageio.v3 as iio
+
+    for i in range(1, 11):  # frame_2 comes before frame_10
+        iio.imwrite(tmp_path / f"frame_{i}.png", np.full((36, 48, 3), i * 20, np.uint8))
+    (tmp_path / "notes.txt").write_text("not a frame\n")
+    iio.imwrite(tmp_path / ".hidden.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "sub").mkdir()
+    meta = probe(str(tmp_path), fps=24)
+    assert (meta.frames, meta.rate, meta.size, meta.has_audio) == (10, 24, (48, 36), False)
+    assert meta.duration == pytest.approx(10 / 24)
+    _, frames = read_frames(str(tmp_path), max_frames=4, meta=meta)
+    assert [int(f[0, 0, 0]) for f in frames] == [20, 40, 60, 80]
+    _, frames = read_frames(str(tmp_path), size=(24, 18), meta=meta)
+    frames = list(frames)
+    assert len(frames) == 10 and frames[9].shape == (18, 24, 3) and abs(int(frames[9][5, 5, 0]) - 200) <= 1
+
+
+def test_a_folder_of_frames_must_have_one_size_and_turns_phone_pictures_upright(tmp_path):
+    from PIL import Image
+
+    for i in range(2):  # stored 64x48, EXIF orientation 6: shown 48x64
+        img = Image.fromarray(np.full((48, 64, 3), 90, np.uint8))
+        exif = img.getexif()
+        exif[0x0112] = 6
+        img.save(tmp_path / f"p{i}.jpg", exif=exif)
+    meta, frames = read_frames(str(tmp_path))
+    assert meta.size == (48, 64) and next(frames).shape == (64, 48, 3)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "p2.jpg")
+    with pytest.raises(DreamvidError, match=r"p2.jpg is 64x48, but p0.jpg is 48x64: the frames of a folder must"):
+        probe(str(tmp_path))

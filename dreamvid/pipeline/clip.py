@@ -274,7 +274,7 @@ def run_video(cfg: Config) -> str:
         raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi)")
     check_coherence(cfg)
     flow_estimator(cfg.flow.method, cfg.flow.preset)  # reject a bad flow setting before any work
-    meta = probe(cfg.input)
+    meta = probe(cfg.input, cfg.fps)  # fps: the rate of a folder of frames
     size = output_size(meta, cfg.width, cfg.height)
     out = resolve_output(cfg, "dream.mp4")
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)

@@ -65,9 +65,9 @@ def warn_if_unused(cfg: Config, typed: Sequence[str]) -> None:
         what = "every frame of the clip" if cfg.mode == "video" else "one picture per channel"
         warnings.warn(f"frames={cfg.frames} is a zoom's length and is ignored in mode={cfg.mode}, which dreams "
                       f"{what}: {fix}", stacklevel=2)
-    if "fps" in typed and cfg.mode == "video":
+    if "fps" in typed and cfg.mode == "video" and not (cfg.input and os.path.isdir(os.path.expanduser(cfg.input))):
         warnings.warn(f"fps={cfg.fps:g} is ignored in mode=video: the dream keeps the clip's own frame rate and "
-                      f"length, with its sound", stacklevel=2)
+                      f"length, with its sound (fps is the rate of a folder of frames)", stacklevel=2)
     for section in sorted({k.split(".", 1)[0] for k in typed} & set(USED_BY)):
         modes, what = USED_BY[section]
         if cfg.mode not in modes:
