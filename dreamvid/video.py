@@ -31,6 +31,9 @@ from .model import DreamvidError
 CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movflags", "+faststart", "-f", "mov"],
               ".mkv": ["-f", "matroska"]}
 VIDEO_EXTS = tuple(CONTAINERS)
+# Files that are clips whatever else ffmpeg could make of them (a zoom's input must be one picture)
+CLIP_EXTS = VIDEO_EXTS + (".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp",
+                          ".ogv")
 PARTIAL = ".partial"
 GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers play 1/100 s as 1/10 s
 # A video stream starting less than this after its file is taken to start with it (its audio is copied,

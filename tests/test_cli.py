@@ -47,6 +47,8 @@ BAD = [
     (["input={missing}"], "input not found"),
     (["input={tmp}"], "(a folder of frames is a clip: mode=video dreams it)"),
     (["input={text}"], "cannot read"),
+    (["input={tmp}/clip.MOV"], "clip.MOV is a video: mode=zoom starts from one picture; mode=video dreams a clip"),
+    (["mode=video", "dream.guide={tmp}/g.webm"], "g.webm is a video: the guide is one picture"),
     (["frames=0"], "frames must be at least 1"),
     (["fps=-5"], "fps must be positive"),
     (["fps=0"], "fps must be positive"),

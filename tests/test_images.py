@@ -31,8 +31,10 @@ def test_bad_paths_get_clear_errors(tmp_path):
         read_image(str(tmp_path / "nope.png"))
     with pytest.raises(DreamvidError, match="dream.guide not found"):  # the setting the path came from
         read_image(str(tmp_path / "nope.png"), "dream.guide")
-    with pytest.raises(DreamvidError, match="directory"):
+    with pytest.raises(DreamvidError, match=r"input is a folder, not an image: .* mode=video dreams it"):
         read_image(str(tmp_path))
+    with pytest.raises(DreamvidError, match=r"dream.guide is a folder, not an image: [^ ]*$"):
+        read_image(str(tmp_path), "dream.guide")
     (tmp_path / "t.png").write_text("hello")
     with pytest.raises(DreamvidError, match="cannot read"):
         read_image(str(tmp_path / "t.png"))

@@ -17,7 +17,7 @@ from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
 from ..model import RANDOM, DreamvidError
 from ..segments import folder as segments_folder
-from ..video import Encoder, TruncatedVideo, config_metadata, output_kind
+from ..video import CLIP_EXTS, Encoder, TruncatedVideo, config_metadata, output_kind
 from .. import files, schedule
 
 
@@ -114,6 +114,15 @@ def check(cfg: Config) -> None:
                                 f"(H.264's limit); dream at a smaller size and upscale")
     if cfg.segments not in ("off", "auto"):
         raise DreamvidError(f"segments must be off or auto, got {cfg.segments!r}")
+    def is_clip(path: Optional[str]) -> bool:
+        return bool(path) and os.path.splitext(path)[1].lower() in CLIP_EXTS  # type: ignore[arg-type]
+
+    if cfg.mode == "zoom" and is_clip(cfg.input):
+        raise DreamvidError(f"input={cfg.input} is a video: mode=zoom starts from one picture; "
+                            f"mode=video dreams a clip")
+    if is_clip(cfg.dream.guide):
+        raise DreamvidError(f"dream.guide={cfg.dream.guide} is a video: the guide is one picture (one of its "
+                            f"frames: ffmpeg -i {cfg.dream.guide} -frames:v 1 guide.png)")
     if cfg.segments == "auto" and cfg.mode != "video":
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
