@@ -75,7 +75,7 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
         if cfg.resume:
             _check_resume_overrides()
         else:  # typed, not a preset's (debug=tiny sets frames)
-            pipeline.common.warn_if_unused(cfg, _typed_keys())
+            pipeline.common.warn_about_settings(cfg, _typed_keys())
         out = pipeline.run(cfg)
     except DreamvidError as e:
         code = getattr(e, "exit_code", 2)

@@ -89,27 +89,29 @@ def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
 def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_factory, tmp_path):
     import warnings
 
-    from dreamvid.pipeline.common import warn_if_unused
+    from dreamvid.pipeline.common import warn_about_settings
 
     with pytest.warns(UserWarning, match=r"frames=4 is a zoom's length and is ignored in mode=video, .* max_frames=4"):
-        warn_if_unused(cfg_factory("mode=video", "frames=4"), ["mode", "frames"])
+        warn_about_settings(cfg_factory("mode=video", "frames=4"), ["mode", "frames"])
     with pytest.warns(UserWarning, match=r"ignored in mode=neuron, .* neuron.steps"):
-        warn_if_unused(cfg_factory("mode=neuron", "frames=4"), ["frames"])
+        warn_about_settings(cfg_factory("mode=neuron", "frames=4"), ["frames"])
     with pytest.warns(UserWarning, match=r"fps=12 is ignored in mode=video: the dream keeps the clip's own frame rate"):
-        warn_if_unused(cfg_factory("mode=video", "fps=12"), ["fps"])
+        warn_about_settings(cfg_factory("mode=video", "fps=12"), ["fps"])
     with pytest.warns(UserWarning, match=r"^motion.zoom, motion.angle are ignored in mode=video: motion.\* moves"):
-        warn_if_unused(cfg_factory("mode=video"), ["mode", "motion.zoom", "seed", "motion.angle"])
+        warn_about_settings(cfg_factory("mode=video"), ["mode", "motion.zoom", "seed", "motion.angle"])
     with pytest.warns(UserWarning, match=r"^coherence.step is ignored in mode=zoom: coherence.\* carries"):
-        warn_if_unused(cfg_factory(), ["coherence.step"])
+        warn_about_settings(cfg_factory(), ["coherence.step"])
     with pytest.warns(UserWarning, match=r"^input is ignored in mode=neuron: input is the picture"):
-        warn_if_unused(cfg_factory("mode=neuron"), ["input"])
+        warn_about_settings(cfg_factory("mode=neuron"), ["input"])
+    with pytest.warns(UserWarning, match=r"a folder of frames has no frame rate of its own: it plays at fps=3; set"):
+        warn_about_settings(cfg_factory("mode=video", f"input={tmp_path}", "fps=3"), ["input"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_unused(cfg_factory("frames=4", "fps=12"), ["frames", "fps", "input", "motion.zoom"])  # all the zoom's
-        warn_if_unused(cfg_factory("mode=video"), ["input", "coherence.step", "flow", "flow.preset", "dream.step"])
-        warn_if_unused(cfg_factory("mode=video", f"input={tmp_path}", "fps=24"), ["fps"])  # a folder's rate
-        warn_if_unused(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
-        warn_if_unused(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
+        warn_about_settings(cfg_factory("frames=4", "fps=12"), ["frames", "fps", "input", "motion.zoom"])  # all the zoom's
+        warn_about_settings(cfg_factory("mode=video"), ["input", "coherence.step", "flow", "flow.preset", "dream.step"])
+        warn_about_settings(cfg_factory("mode=video", f"input={tmp_path}", "fps=24"), ["fps"])  # a folder's rate
+        warn_about_settings(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
+        warn_about_settings(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
 
 
 def test_a_large_input_dreamed_at_its_own_size_on_a_cpu_is_warned_about():

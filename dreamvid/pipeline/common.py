@@ -56,16 +56,20 @@ USED_BY = {"motion": (("zoom",), "moves the camera of mode=zoom (a clip keeps it
            "input": (("zoom", "video"), "is the picture or clip to dream; mode=neuron starts from noise")}
 
 
-def warn_if_unused(cfg: Config, typed: Sequence[str]) -> None:
-    """A warning for each setting in `typed` (those the command line named) that this mode does not use; a
-    warning, not an error: a sweep over modes may share them."""
+def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
+    """Warnings about `typed`, the settings the command line named: each one this mode does not use (a
+    warning, not an error: a sweep over modes may share them), and a folder of frames' rate left unset."""
+    folder = bool(cfg.input) and os.path.isdir(os.path.expanduser(cfg.input))  # type: ignore[arg-type]
+    if cfg.mode == "video" and folder and "fps" not in typed:
+        warnings.warn(f"a folder of frames has no frame rate of its own: it plays at fps={cfg.fps:g}; set fps= "
+                      f"to its rate (fps=24, say)", stacklevel=2)
     if "frames" in typed and cfg.frames is not None and cfg.mode in ("video", "neuron"):
         fix = (f"set max_frames={cfg.frames} to dream only its first {cfg.frames}" if cfg.mode == "video"
                else "its length is neuron.steps (neuron.record_every=N records a frame every N steps)")
         what = "every frame of the clip" if cfg.mode == "video" else "one picture per channel"
         warnings.warn(f"frames={cfg.frames} is a zoom's length and is ignored in mode={cfg.mode}, which dreams "
                       f"{what}: {fix}", stacklevel=2)
-    if "fps" in typed and cfg.mode == "video" and not (cfg.input and os.path.isdir(os.path.expanduser(cfg.input))):
+    if "fps" in typed and cfg.mode == "video" and not folder:
         warnings.warn(f"fps={cfg.fps:g} is ignored in mode=video: the dream keeps the clip's own frame rate and "
                       f"length, with its sound (fps is the rate of a folder of frames)", stacklevel=2)
     for section in sorted({k.split(".", 1)[0] for k in typed} & set(USED_BY)):
