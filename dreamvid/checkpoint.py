@@ -51,15 +51,15 @@ def state_dir(output: str) -> str:
     return output.rstrip("/").rstrip(os.sep) + STATE_SUFFIX
 
 
-def _file_digest(path: str) -> str:
-    """Size, and the hash of the first and last MiB: cheap for long clips, catches a changed input."""
+def _file_digest(path: str, window: int = 1 << 20) -> str:
+    """Size, and the hash of the first and last `window` bytes: cheap for long clips, catches a changed input."""
     h = hashlib.sha256()
     size = os.path.getsize(path)
     h.update(str(size).encode())
     with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
+        h.update(f.read(window))
+        if size > 2 * window:
+            f.seek(-window, os.SEEK_END)
             h.update(f.read())
     return h.hexdigest()
 
@@ -75,11 +75,9 @@ def render_key(config: Dict[str, Any], inputs: Tuple[Optional[str], ...] = ()) -
     for path in inputs:
         if path and os.path.isfile(path):
             h.update(_file_digest(path).encode())
-        elif path and os.path.isdir(path):  # a folder of frames: which pictures, their sizes, the first and last
-            pictures = picture_files(path)
-            h.update(json.dumps([(os.path.basename(p), os.path.getsize(p)) for p in pictures]).encode())
-            for picture in pictures[:1] + pictures[1:][-1:]:
-                h.update(_file_digest(picture).encode())
+        elif path and os.path.isdir(path):  # a folder of frames: each picture's name, size, first and last 64 KiB
+            for picture in picture_files(path):
+                h.update(os.path.basename(picture).encode() + _file_digest(picture, 1 << 16).encode())
     return h.hexdigest()[:16]
 
 

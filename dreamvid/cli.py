@@ -74,9 +74,7 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
         cfg = to_config(dcfg)
         if cfg.resume:
             _check_resume_overrides()
-        else:  # typed, not a preset's (debug=tiny sets frames)
-            pipeline.common.warn_about_settings(cfg, _typed_keys())
-        out = pipeline.run(cfg)
+        out = pipeline.run(cfg, _typed_keys())  # typed: not a preset's frames (debug=tiny sets them)
     except DreamvidError as e:
         code = getattr(e, "exit_code", 2)
         if _sweeping() and code != 130:  # in a sweep one bad job is reported and the others go on

@@ -451,7 +451,7 @@ def picture_files(folder: str) -> List[str]:
 
     names = [n for n in os.listdir(folder) if not n.startswith(".")
              and os.path.splitext(n)[1].lower() in PICTURE_EXTS and os.path.isfile(os.path.join(folder, n))]
-    return [os.path.join(folder, n) for n in sorted(names, key=natural)]
+    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: (natural(n), n))]
 
 
 def _picture_size(path: str) -> Tuple[int, int]:
@@ -461,8 +461,9 @@ def _picture_size(path: str) -> Tuple[int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
-    except Exception:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise DreamvidError(f"cannot read {path} as a picture: a folder of frames holds only pictures") from None
+    except Exception:  # noqa: BLE001 - what PIL cannot open (a float TIFF, a huge picture), OpenCV may
+        frame = read_image(path, "frame")
+        return frame.shape[1], frame.shape[0]
     return (h, w) if exif_orientation(path) >= 5 else (w, h)
 
 
@@ -471,6 +472,11 @@ def _probe_folder(path: str, fps: Union[float, str, Fraction]) -> VideoMeta:
     if not pictures:
         raise DreamvidError(f"input folder {path} holds no pictures ({', '.join(PICTURE_EXTS)}): give a video "
                             f"file or a folder of frames")
+    kinds = sorted({os.path.splitext(p)[1].lower().replace(".jpeg", ".jpg").replace(".tiff", ".tif")
+                    for p in pictures})
+    if len(kinds) > 1:
+        warnings.warn(f"input folder {path} holds {' and '.join(kinds)} pictures: all {len(pictures)} are frames, "
+                      f"in name order", stacklevel=3)
     width, height = _picture_size(pictures[0])
     for picture in pictures[1:]:
         if _picture_size(picture) != (width, height):
@@ -593,12 +599,14 @@ def probe(path: str, fps: Union[float, str, Fraction] = 12) -> VideoMeta:
 
 
 def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,
-                meta: Optional[VideoMeta] = None) -> Tuple[VideoMeta, Iterator[np.ndarray]]:
+                meta: Optional[VideoMeta] = None, start: int = 0) -> Tuple[VideoMeta, Iterator[np.ndarray]]:
     """(meta, frames): the clip's metadata, then a generator of (H, W, 3) uint8 RGB frames.
 
     size=(width, height) resizes while decoding. A variable-frame-rate clip is resampled to its
     average rate (`-fps_mode cfr`), which keeps its duration. Decoding that stops before the clip's
     index says raises `TruncatedVideo` after the last good frame; ffmpeg is always reaped.
+    Frames start..max_frames-1 are delivered: a video's earlier frames are decoded and dropped (the
+    same frames as reading from the start), a folder's earlier pictures are not read.
     """
     meta = meta or probe(path)
     if max_frames is not None and max_frames < 1:
@@ -606,13 +614,26 @@ def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: O
     w, h = size or meta.size
     if w < 1 or h < 1:
         raise ValueError(f"size must be positive, got {w}x{h}")
-    return meta, (_pictures if meta.pictures else _frames)(meta, int(w), int(h), max_frames)
+    if meta.pictures:
+        return meta, _pictures(meta, int(w), int(h), max_frames, start)
+    frames = _frames(meta, int(w), int(h), max_frames)
+    return meta, _dropping(frames, start) if start else frames
 
 
-def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
+def _dropping(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """`frames` without its first n; closing this closes `frames`."""
+    try:
+        for i, frame in enumerate(frames):
+            if i >= n:
+                yield frame
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+
+
+def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int], start: int = 0) -> Iterator[np.ndarray]:
     import cv2
 
-    for path in meta.pictures[:max_frames]:
+    for path in meta.pictures[start:max_frames]:
         frame = read_image(path, "frame")
         if frame.shape[:2] != (meta.height, meta.width):  # changed since `probe` looked
             raise DreamvidError(f"{path} is {frame.shape[1]}x{frame.shape[0]}, but the frames of {meta.path} are "

@@ -71,3 +71,25 @@ def wait_for_frames(folder, n, proc, timeout=120):
 @pytest.fixture
 def cfg_factory():
     return make_config
+
+
+@pytest.fixture
+def disk_events(monkeypatch):
+    """What is flushed to the disk (os.fsync, the path behind the descriptor) and renamed into place
+    (os.replace, the new name), in order. Linux only: descriptors are named through /proc."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name a file descriptor")
+    seen = []
+    fsync, rename = os.fsync, os.replace
+
+    def record_fsync(fd):
+        seen.append(("flush", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def record_replace(a, b):
+        seen.append(("rename", os.fspath(b)))
+        rename(a, b)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    return seen

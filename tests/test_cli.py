@@ -237,3 +237,19 @@ def test_frames_typed_for_a_mode_without_a_length_is_warned_about_but_not_a_pres
     assert "frames=5 is a zoom's length and is ignored in mode=neuron" in typed.stderr
     preset = run_cli(TINY + ["mode=neuron", "channels=[0]", f"output={tmp_path / 'b'}/"], cwd=str(tmp_path))
     assert preset.returncode == 0 and "ignored" not in preset.stderr, preset.stderr  # debug=tiny's frames: 3
+
+
+def test_a_folder_of_frames_is_a_clip_and_segment_jobs_do_not_repeat_its_warning(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    (tmp_path / "shots").mkdir()
+    for i in range(4):
+        iio.imwrite(tmp_path / "shots" / f"s{i}.png", np.full((48, 64, 3), 60 * i, np.uint8))
+    out = tmp_path / "d.mp4"
+    r = run_cli(TINY + ["mode=video", "input=shots", "segments=auto", "segment_frames=2", "segment_overlap=0",
+                        f"output={out}"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("a folder of frames has no frame rate of its own: it plays at fps=12") == 1, r.stderr
+    meta, frames = read_video(str(out))
+    assert len(frames) == 4 and meta["fps"] == 12

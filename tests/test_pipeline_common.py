@@ -95,8 +95,9 @@ def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_f
         warn_about_settings(cfg_factory("mode=video", "frames=4"), ["mode", "frames"])
     with pytest.warns(UserWarning, match=r"ignored in mode=neuron, .* neuron.steps"):
         warn_about_settings(cfg_factory("mode=neuron", "frames=4"), ["frames"])
+    (tmp_path / "clip.mp4").write_bytes(b"a clip")
     with pytest.warns(UserWarning, match=r"fps=12 is ignored in mode=video: the dream keeps the clip's own frame rate"):
-        warn_about_settings(cfg_factory("mode=video", "fps=12"), ["fps"])
+        warn_about_settings(cfg_factory("mode=video", f"input={tmp_path / 'clip.mp4'}", "fps=12"), ["fps"])
     with pytest.warns(UserWarning, match=r"^motion.zoom, motion.angle are ignored in mode=video: motion.\* moves"):
         warn_about_settings(cfg_factory("mode=video"), ["mode", "motion.zoom", "seed", "motion.angle"])
     with pytest.warns(UserWarning, match=r"^coherence.step is ignored in mode=zoom: coherence.\* carries"):
@@ -112,6 +113,7 @@ def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_f
         warn_about_settings(cfg_factory("mode=video", f"input={tmp_path}", "fps=24"), ["fps"])  # a folder's rate
         warn_about_settings(cfg_factory("mode=neuron", "fps=12"), ["fps"])  # its recording's rate
         warn_about_settings(cfg_factory("mode=video"), ["mode"])  # debug=tiny's frames, not typed
+        warn_about_settings(cfg_factory("mode=video", "fps=12"), ["fps"])  # no clip yet: its error comes first
 
 
 def test_a_large_input_dreamed_at_its_own_size_on_a_cpu_is_warned_about():
@@ -138,3 +140,19 @@ def test_inputs_given_from_the_home_folder_are_found(tmp_path, monkeypatch):
     cfg = absolute_inputs(Config(input="~/in.png"))
     assert cfg.input == str(tmp_path / "in.png")
     assert absolute_inputs(Config(input="~/missing.png")).input == "~/missing.png"  # as typed, for its error
+
+
+def test_a_finished_output_is_on_the_disk_before_its_checkpoint_is_removed(cfg_factory, tmp_path, disk_events,
+                                                                           monkeypatch):
+    import shutil
+
+    from dreamvid import pipeline
+
+    rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **kw: (disk_events.append(("remove", str(path))),
+                                                              rmtree(path, **kw)))
+    out = str(tmp_path / "z.mp4")
+    pipeline.run(cfg_factory("frames=2", f"output={out}"))
+    flushed, renamed = disk_events.index(("flush", out + ".partial")), disk_events.index(("rename", out))
+    assert flushed < renamed < disk_events.index(("remove", out + ".state"))
+    assert disk_events[renamed + 1] == ("flush", str(tmp_path))

@@ -214,3 +214,33 @@ def test_a_folder_of_frames_must_have_one_size_and_turns_phone_pictures_upright(
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "p2.jpg")
     with pytest.raises(DreamvidError, match=r"p2.jpg is 64x48, but p0.jpg is 48x64: the frames of a folder must"):
         probe(str(tmp_path))
+
+
+def test_reading_from_a_later_frame_gives_the_same_frames_and_skips_a_folders_earlier_pictures(tmp_path):
+    import imageio.v3 as iio
+
+    path = lavfi_clip(tmp_path / "a.mp4", frames=8, extra=("-pix_fmt", "yuv420p"))
+    whole = list(read_frames(path)[1])
+    later = list(read_frames(path, max_frames=6, start=2)[1])
+    assert len(later) == 4 and all(np.array_equal(a, b) for a, b in zip(later, whole[2:6]))
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, f in enumerate(whole):
+        iio.imwrite(folder / f"s{i}.png", f)
+    meta = probe(str(folder))
+    for i in range(3):
+        (folder / f"s{i}.png").write_bytes(b"gone")  # not read again
+    later = list(read_frames(str(folder), meta=meta, start=3)[1])
+    assert len(later) == 5 and all(np.array_equal(a, b) for a, b in zip(later, whole[3:]))
+
+
+def test_a_folder_mixing_kinds_of_picture_is_warned_about_and_what_pil_cannot_open_is_sized_by_opencv(tmp_path):
+    import cv2
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "s0.png", np.full((24, 32, 3), 10, np.uint8))
+    iio.imwrite(tmp_path / "s1.jpg", np.full((24, 32, 3), 10, np.uint8))
+    assert cv2.imwrite(str(tmp_path / "s2.tif"), np.full((24, 32, 3), 0.5, np.float32))  # PIL cannot open it
+    with pytest.warns(UserWarning, match=r"holds \.jpg and \.png and \.tif pictures: all 3 are frames, in name order"):
+        meta = probe(str(tmp_path))
+    assert meta.frames == 3 and [f.shape for f in read_frames(str(tmp_path), meta=meta)[1]] == [(24, 32, 3)] * 3

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -271,7 +270,8 @@ def run_video(cfg: Config) -> str:
     (pipeline.segments); such a job (segment=N) dreams its frames into the segments' folder.
     """
     if not cfg.input:
-        raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi)")
+        raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi; "
+                            "or a folder of frames)")
     check_coherence(cfg)
     flow_estimator(cfg.flow.method, cfg.flow.preset)  # reject a bad flow setting before any work
     meta = probe(cfg.input, cfg.fps)  # fps: the rate of a folder of frames
@@ -307,9 +307,10 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
                 part: bool = False, label: str = "dreaming") -> str:
     """Dream source frames first..end-1 into `out` through the checkpointed render loop.
 
-    A resumed render decodes and skips the source frames before its checkpoint; the carried dream,
-    the previous source frame and the keyframe's strength come from the checkpoint. A part of a
-    clip (`part`: a segment) is written losslessly and without audio, to be joined.
+    A resumed render decodes and skips the source frames before its checkpoint (a folder's pictures
+    before it are not read); the carried dream, the previous source frame and the keyframe's strength
+    come from the checkpoint. A part of a clip (`part`: a segment) is written losslessly and without
+    audio, to be joined.
     """
     device = resolve_device(cfg.device)
     dream_frame = dreamer(cfg, device)
@@ -318,9 +319,9 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     def produce(start: int, saved: Optional[Dict[str, Any]]):
         state = new_state(first) if saved is None else restore_state(saved, device)
         # to the end of the clip: no limit, so that a clip cut short of its index is noticed
-        _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta)
+        _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta, start=first + start)
         try:
-            for x, _info in video_frames(cfg, islice(first_frames(frames, end), first + start, None), dream_frame,
+            for x, _info in video_frames(cfg, first_frames(frames, end - first - start), dream_frame,
                                          device, state, float(meta.rate)):
                 yield to_uint8(x), dict(state)  # a copy: video_frames replaces its values, never changes them
         except TruncatedVideo as e:

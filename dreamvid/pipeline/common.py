@@ -69,7 +69,7 @@ def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
         what = "every frame of the clip" if cfg.mode == "video" else "one picture per channel"
         warnings.warn(f"frames={cfg.frames} is a zoom's length and is ignored in mode={cfg.mode}, which dreams "
                       f"{what}: {fix}", stacklevel=2)
-    if "fps" in typed and cfg.mode == "video" and not folder:
+    if "fps" in typed and cfg.mode == "video" and cfg.input and os.path.isfile(os.path.expanduser(cfg.input)):
         warnings.warn(f"fps={cfg.fps:g} is ignored in mode=video: the dream keeps the clip's own frame rate and "
                       f"length, with its sound (fps is the rate of a folder of frames)", stacklevel=2)
     for section in sorted({k.split(".", 1)[0] for k in typed} & set(USED_BY)):
