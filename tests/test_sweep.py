@@ -141,10 +141,10 @@ def test_an_unexpected_crash_in_one_job_keeps_its_traceback(monkeypatch, tmp_pat
 
     real = pipeline.run
 
-    def flaky(cfg):
+    def flaky(cfg, typed=()):
         if cfg.seed == 1:
             raise RuntimeError("CUDA out of memory (pretend)")
-        return real(cfg)
+        return real(cfg, typed)
 
     monkeypatch.setattr(pipeline, "run", flaky)
     assert _in_process_sweep(monkeypatch, tmp_path, "frames=1", "seed=1,2") == 1
