@@ -126,3 +126,24 @@ def test_a_second_render_of_the_same_output_is_refused_while_one_runs(two_scenes
         running.unlock()
     assert r.returncode == 2 and "is being rendered by another dreamvid" in r.stderr, r.stderr[-2000:]
     assert not os.path.exists(S.folder(str(out)))  # refused before planning anything
+
+
+@pytest.mark.parametrize("launcher,elsewhere", [("basic", False), ("parallel", False), ("slurm", True)])
+def test_jobs_on_a_clusters_nodes_are_not_judged_by_this_machines_device(launcher, elsewhere):
+    """A login node without a GPU must not warn that the segments will be slow on its CPU."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+
+    from dreamvid.pipeline.segments import jobs_run_elsewhere
+
+    if launcher != "basic":
+        pytest.importorskip({"parallel": "hydra_plugins.hydra_joblib_launcher",
+                             "slurm": "hydra_plugins.hydra_submitit_launcher"}[launcher])
+    assert not jobs_run_elsewhere()  # no Hydra: jobs run in this process
+    with initialize_config_module("dreamvid.conf", version_base=None):
+        cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert jobs_run_elsewhere() == elsewhere
+    finally:
+        HydraConfig.instance().cfg = None

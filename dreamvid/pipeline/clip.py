@@ -36,7 +36,7 @@ from ..model import DreamvidError, resolve_device
 from .. import schedule, segments
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
 from .common import SCHEDULED, ahead, frame_settings, render, resolve_output, validate_schedules, warn_if_slow
-from .segments import plan_key, run_segmented
+from .segments import jobs_run_elsewhere, plan_key, run_segmented
 from .zoom import dreamer
 
 WARPS = ("residual", "frame")
@@ -297,7 +297,8 @@ def run_video(cfg: Config) -> str:
             return path
         return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True,
                            label=f"segment {seg.index + 1}/{len(plan)}")
-    warn_if_slow(cfg, *size, resolve_device(cfg.device).type)
+    if not (cfg.segments == "auto" and jobs_run_elsewhere()):  # a login node's CPU does not dream them
+        warn_if_slow(cfg, *size, resolve_device(cfg.device).type)
     if cfg.segments == "auto":
         return run_segmented(cfg, meta, out, size, total)
     return dream_range(cfg, meta, size, 0, total, out)

@@ -34,6 +34,18 @@ NOT_PASSED_PREFIX = ("hydra.run.", "hydra.sweep.", "hydra.callbacks.dreamvid.gal
                      "hydra/job_logging")
 
 
+# Launchers whose jobs run on other machines (dreamvid's presets and the plugins' own configs)
+ELSEWHERE = ("slurm", "submitit_slurm", "ray_cluster", "ray", "ray_aws")
+
+
+def jobs_run_elsewhere() -> bool:
+    """Whether the configured launcher runs the segment jobs on other machines (a cluster's nodes), so
+    that this machine's device says nothing of their speed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("hydra/launcher") in ELSEWHERE
+
+
 def plan_size(meta: VideoMeta) -> Tuple[int, int]:
     if meta.width <= PLAN_WIDTH:
         return meta.size
