@@ -30,8 +30,8 @@ def read_image(path: str, setting: str = "input") -> np.ndarray:
 
     # OpenCV keeps 16-bit depth and alpha; imageio reads what it cannot (GIF, some palettes).
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is not None and img.ndim == 3:
-        img = img[..., [2, 1, 0, 3][: img.shape[2]]] if img.shape[2] in (3, 4) else img
+    if img is not None and img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     if img is None:
         try:
             img = iio.imread(path, index=0)
@@ -83,9 +83,37 @@ def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None
     return path
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_without_exif(path: str) -> bool:
+    """Whether `path` is a PNG with no eXIf chunk, read from the chunk headers alone (PIL would decode the
+    whole picture to look for one after the pixels)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return True
+                length, kind = struct.unpack(">I4s", header)
+                if kind == b"eXIf":
+                    return False
+                if kind == b"IEND":
+                    return True
+                f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    except OSError:
+        return False
+
+
 def exif_orientation(path: str) -> int:
     """The EXIF orientation tag (1-8) of an image file, 1 when it has none (phone photos store the
     picture sideways and this tag says how to turn it)."""
+    if _png_without_exif(path):
+        return 1
     try:
         from PIL import Image
 
@@ -110,6 +138,8 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
         img = img[..., None]
     if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
         raise DreamvidError(f"unsupported image shape {img.shape}: expected gray, RGB or RGBA")
+    if img.dtype == np.uint8 and img.shape[-1] in (1, 3):  # nothing to convert (the common case: fast)
+        return np.ascontiguousarray(np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img)
     if img.dtype == np.uint8:
         f = img.astype(np.float32) / 255.0
     elif np.issubdtype(img.dtype, np.integer):

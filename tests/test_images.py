@@ -85,3 +85,32 @@ def test_pictures_are_saved_as_rgb_under_their_name_only_when_whole(tmp_path):
     with pytest.raises(DreamvidError, match="use .png"):
         save_image(str(tmp_path / "x.tga"), red)
     assert os.listdir(tmp_path) == ["red.png"]
+
+
+def test_a_png_whose_exif_follows_its_pixels_is_turned_too_and_one_without_is_not_decoded_for_it(tmp_path,
+                                                                                                  monkeypatch):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from dreamvid.images import exif_orientation
+
+    pixels = np.random.default_rng(0).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(pixels).save(plain)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = exif.tobytes()[6:]  # a PNG's eXIf chunk holds the TIFF structure without JPEG's "Exif\0\0"
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    raw = plain.read_bytes()
+    late = tmp_path / "late.png"
+    late.write_bytes(raw[:-12] + chunk + raw[-12:])  # just before IEND, after the pixels
+    assert exif_orientation(str(late)) == 6 and read_image(str(late)).shape == (10, 6, 3)
+    assert np.array_equal(read_image(str(late)), np.rot90(pixels, -1))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("PIL opened a PNG without EXIF")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    assert exif_orientation(str(plain)) == 1 and np.array_equal(read_image(str(plain)), pixels)
