@@ -16,9 +16,11 @@ import subprocess
 import tempfile
 import warnings
 from array import array
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -43,6 +45,7 @@ FRAME_NAME = "frame_{:06d}.png"  # the frames of a PNG-folder output
 FRAME_FILE = re.compile(r"frame_\d{6,}\.png")
 # The pictures a folder of frames may hold (anything else in it is left out)
 PICTURE_EXTS = STILL_EXTS + (".bmp", ".tif", ".tiff")
+PICTURE_READERS = 4  # threads reading a folder's pictures ahead (a 4K PNG takes 0.2 s on one core)
 # Audio codecs an mp4 holds as they are; anything else (opus, vorbis, pcm, flac...) is re-encoded to aac.
 MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3")
 # ffmpeg runs in its own session: a Ctrl-C typed at the terminal reaches dreamvid, which stops after
@@ -631,9 +634,11 @@ def _dropping(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
 
 
 def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int], start: int = 0) -> Iterator[np.ndarray]:
+    """A folder's pictures as frames, read by PICTURE_READERS threads (decoders release the GIL) at most
+    twice as many pictures ahead, in order."""
     import cv2
 
-    for path in meta.pictures[start:max_frames]:
+    def load(path: str) -> np.ndarray:
         frame = read_image(path, "frame")
         if frame.shape[:2] != (meta.height, meta.width):  # changed since `probe` looked
             raise DreamvidError(f"{path} is {frame.shape[1]}x{frame.shape[0]}, but the frames of {meta.path} are "
@@ -641,7 +646,20 @@ def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int], start:
         if (w, h) != meta.size:
             shrinking = w * h < meta.width * meta.height
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-        yield frame
+        return frame
+
+    paths = iter(meta.pictures[start:max_frames])
+    pool = ThreadPoolExecutor(PICTURE_READERS, thread_name_prefix="dreamvid-pictures")
+    try:
+        pending = deque(pool.submit(load, p) for p in islice(paths, 2 * PICTURE_READERS))
+        while pending:
+            frame = pending.popleft().result()
+            following = next(paths, None)
+            if following is not None:
+                pending.append(pool.submit(load, following))
+            yield frame
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:

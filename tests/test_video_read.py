@@ -244,3 +244,23 @@ def test_a_folder_mixing_kinds_of_picture_is_warned_about_and_what_pil_cannot_op
     with pytest.warns(UserWarning, match=r"holds \.jpg and \.png and \.tif pictures: all 3 are frames, in name order"):
         meta = probe(str(tmp_path))
     assert meta.frames == 3 and [f.shape for f in read_frames(str(tmp_path), meta=meta)[1]] == [(24, 32, 3)] * 3
+
+
+def test_a_folder_is_read_ahead_in_order_and_a_bad_picture_stops_it_after_the_frames_before(tmp_path):
+    import threading
+
+    import imageio.v3 as iio
+
+    for i in range(12):
+        iio.imwrite(tmp_path / f"f{i:02d}.png", np.full((8, 8, 3), i * 10, np.uint8))
+    meta = probe(str(tmp_path))
+    (tmp_path / "f07.png").write_bytes(b"damaged")
+    got = []
+    with pytest.raises(DreamvidError, match="f07.png"):
+        for frame in read_frames(str(tmp_path), meta=meta)[1]:
+            got.append(int(frame[0, 0, 0]))
+    assert got == [0, 10, 20, 30, 40, 50, 60]
+    frames = read_frames(str(tmp_path), meta=meta)[1]
+    next(frames)
+    frames.close()  # stopped early: its reading threads end
+    assert not any(t.name.startswith("dreamvid-pictures") for t in threading.enumerate())
