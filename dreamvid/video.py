@@ -482,8 +482,8 @@ def _probe_folder(path: str, fps: Union[float, str, Fraction]) -> VideoMeta:
                       f"in name order", stacklevel=3)
     width, height = _picture_size(pictures[0])
     for picture in pictures[1:]:
-        if _picture_size(picture) != (width, height):
-            w, h = _picture_size(picture)
+        w, h = _picture_size(picture)
+        if (w, h) != (width, height):
             raise DreamvidError(f"{picture} is {w}x{h}, but {os.path.basename(pictures[0])} is {width}x{height}: "
                                 f"the frames of a folder must have one size")
     rate = Fraction(fps_arg(fps))
