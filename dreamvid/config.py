@@ -111,7 +111,8 @@ class Config:
     fps: float = 12.0  # the zoom's rate, and a folder of frames' (a video file keeps its own)
     width: Optional[int] = None
     height: Optional[int] = None
-    max_frames: Optional[int] = None
+    first_frame: int = 0  # video: start at this frame of the clip (0: its first), its sound from there
+    max_frames: Optional[int] = None  # video: dream at most this many frames (from first_frame)
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False

@@ -14,7 +14,7 @@ from dreamvid.metrics import coherence
 from dreamvid.model import DreamvidError
 from dreamvid.pipeline.clip import (carry_maturity, matured, new_state, output_size, restore_state, run_video,
                                     touch_up_step, video_frames)
-from dreamvid.video import VideoMeta, ffmpeg_exe, probe
+from dreamvid.video import VideoMeta, ffmpeg_exe, probe, read_frames
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # debug=tiny (from conftest), at the clip's own size, one octave of two iterations
@@ -106,6 +106,28 @@ def test_max_frames_trims_video_and_audio_with_frame_warp_and_colour_match(clip,
     meta = probe(out)
     assert meta.frames == 5
     assert meta.audio_duration == pytest.approx(5 * 1001 / 30000, abs=0.03)
+
+
+def test_first_frame_starts_the_dream_and_its_sound_later_in_the_clip(tmp_path):
+    frames = panning(n=12, speed=6)  # far apart: each frame is recognisably its own
+    silent = write_clip(tmp_path / "silent.mp4", frames, rate="10", audio=False)
+    src = str(tmp_path / "pan.mp4")  # silence for 0.5 s (frames 0-4), then a tone
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", silent, "-f", "lavfi", "-i",
+                    "aevalsrc=if(gte(t\\,0.5)\\,0.5*sin(2*PI*440*t)\\,0):s=48000:d=1.2", "-c:v", "copy", "-c:a", "aac",
+                    "-shortest", src], check=True)
+    out = run_video(make_config(f"input={src}", f"output={tmp_path / 'part.mp4'}", "first_frame=5", "max_frames=4"))
+    meta = probe(out)
+    assert meta.frames == 4 and meta.audio_duration == pytest.approx(0.4, abs=0.03)
+    pcm = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", out, "-t", "0.2", "-f", "s16le", "-ac", "1", "-"],
+                         capture_output=True, check=True).stdout
+    assert np.abs(np.frombuffer(pcm, np.int16)[2000:]).mean() > 3000  # the tone from the dream's first frame
+    _, dreamed = read_frames(out)
+    first = next(dreamed).astype(float)
+    assert np.abs(first - frames[5]).mean() < 0.6 * np.abs(first - frames[0]).mean()
+    rest = run_video(make_config(f"input={src}", f"output={tmp_path / 'rest.mp4'}", "first_frame=9"))
+    assert probe(rest).frames == 3  # to the end of the clip
+    with pytest.raises(DreamvidError, match=r"first_frame=12, but .* has 12 frames \(0 to 11\)"):
+        run_video(make_config(f"input={src}", f"output={tmp_path / 'none.mp4'}", "first_frame=12"))
 
 
 def test_coherent_dream_has_far_lower_warp_error_than_per_frame(clip, dreamed, tmp_path):

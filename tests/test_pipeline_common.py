@@ -79,6 +79,16 @@ def test_per_layer_lists_must_fit_every_keyframe_of_a_layer_schedule(cfg_factory
                       "frames=4"))
 
 
+def test_first_frame_is_a_frame_of_one_whole_clip(cfg_factory):
+    from dreamvid.model import DreamvidError
+    from dreamvid.pipeline.common import check
+
+    with pytest.raises(DreamvidError, match="first_frame must be 0 or more"):
+        check(cfg_factory("mode=video", "first_frame=-1"))
+    with pytest.raises(DreamvidError, match="segments=auto dreams a whole clip: leave first_frame at 0"):
+        check(cfg_factory("mode=video", "first_frame=10", "segments=auto"))
+
+
 def test_max_frames_outside_video_mode_is_warned_about_not_refused(cfg_factory):
     from dreamvid.pipeline.common import check
 
@@ -104,6 +114,8 @@ def test_settings_typed_for_a_mode_that_does_not_use_them_are_warned_about(cfg_f
         warn_about_settings(cfg_factory(), ["coherence.step"])
     with pytest.warns(UserWarning, match=r"^input is ignored in mode=neuron: input is the picture"):
         warn_about_settings(cfg_factory("mode=neuron"), ["input"])
+    with pytest.warns(UserWarning, match=r"^first_frame is ignored in mode=zoom: first_frame is where a clip's"):
+        warn_about_settings(cfg_factory("first_frame=3"), ["first_frame"])
     with pytest.warns(UserWarning, match=r"a folder of frames has no frame rate of its own: it plays at fps=3; set"):
         warn_about_settings(cfg_factory("mode=video", f"input={tmp_path}", "fps=3"), ["input"])
     with warnings.catch_warnings():

@@ -277,7 +277,11 @@ def run_video(cfg: Config) -> str:
     meta = probe(cfg.input, cfg.fps)  # fps: the rate of a folder of frames
     size = output_size(meta, cfg.width, cfg.height)
     out = resolve_output(cfg, "dream.mp4")
-    total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.max_frames)
+    if cfg.first_frame >= meta.frames:
+        raise DreamvidError(f"first_frame={cfg.first_frame}, but {cfg.input} has {meta.frames} frames "
+                            f"(0 to {meta.frames - 1})")
+    # frames first_frame..total-1 of the clip are dreamed; schedules count the clip's frames
+    total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.first_frame + cfg.max_frames)
     validate_schedules(cfg, total, float(meta.rate), ("dream", "coherence"))  # over the clip's own length
     for name in ("step", "new_step"):
         low = min(schedule.values(getattr(cfg.coherence, name), max(total, 1), float(meta.rate), f"coherence.{name}"))
@@ -301,7 +305,7 @@ def run_video(cfg: Config) -> str:
         warn_if_slow(cfg, *size, resolve_device(cfg.device).type)
     if cfg.segments == "auto":
         return run_segmented(cfg, meta, out, size, total)
-    return dream_range(cfg, meta, size, 0, total, out)
+    return dream_range(cfg, meta, size, cfg.first_frame, total, out)
 
 
 def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int, end: int, out: str, *,
@@ -327,12 +331,13 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
                 yield to_uint8(x), dict(state)  # a copy: video_frames replaces its values, never changes them
         except TruncatedVideo as e:
             if not (part and e.frames >= end):  # a segment planned to end where the damage starts is whole
-                raise
+                raise TruncatedVideo(str(e), e.frames - first, e.expected - first) from None  # counted from first
 
     audio = cfg.input if meta.has_audio and not part else None
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
     return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=audio, audio_start=meta.start, lossless=part, resume_hint=hint, label=label)
+                  audio=audio, audio_start=meta.start + float(first / meta.rate), lossless=part, resume_hint=hint,
+                  label=label)
 
 
 def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:

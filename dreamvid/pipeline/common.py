@@ -53,7 +53,11 @@ def with_frames(cfg: Config) -> Config:
 USED_BY = {"motion": (("zoom",), "moves the camera of mode=zoom (a clip keeps its own motion)"),
            "coherence": (("video",), "carries the dream from frame to frame of a clip (mode=video)"),
            "flow": (("video",), "follows the motion of a clip (mode=video)"),
-           "input": (("zoom", "video"), "is the picture or clip to dream; mode=neuron starts from noise")}
+           "input": (("zoom", "video"), "is the picture or clip to dream; mode=neuron starts from noise"),
+           "first_frame": (("video",), "is where a clip's dream starts (mode=video)")}
+
+
+SETTINGS = ("input", "first_frame")  # the keys of USED_BY that are settings, not sections
 
 
 def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
@@ -77,7 +81,7 @@ def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
         if cfg.mode not in modes:
             names = ", ".join(k for k in typed if k.split(".", 1)[0] == section)
             warnings.warn(f"{names} {'is' if ',' not in names else 'are'} ignored in mode={cfg.mode}: "
-                          f"{section}{'' if section == 'input' else '.*'} {what}", stacklevel=2)
+                          f"{section}{'' if section in SETTINGS else '.*'} {what}", stacklevel=2)
 
 
 # A frame larger than this, dreamed on a CPU at the input's own size, takes minutes: say how to dream smaller.
@@ -131,6 +135,11 @@ def check(cfg: Config) -> None:
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise DreamvidError(f"max_frames must be at least 1, got {cfg.max_frames}")
+    if cfg.first_frame < 0:
+        raise DreamvidError(f"first_frame must be 0 or more (a frame of the clip), got {cfg.first_frame}")
+    if cfg.first_frame and cfg.segments == "auto":
+        raise DreamvidError("segments=auto dreams a whole clip: leave first_frame at 0, or cut the clip first "
+                            "(ffmpeg -ss SECONDS -i clip.mp4 -c copy part.mp4)")
     if cfg.max_frames is not None and cfg.mode != "video":  # a warning: a sweep over modes may share it
         warnings.warn(f"max_frames shortens a clip (mode=video) and is ignored in mode={cfg.mode}, which makes "
                       f"frames={cfg.frames}: set frames= instead", stacklevel=2)
