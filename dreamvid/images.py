@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from typing import Dict, Optional
 
 import numpy as np
@@ -89,8 +90,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _png_without_exif(path: str) -> bool:
     """Whether `path` is a PNG with no eXIf chunk, read from the chunk headers alone (PIL would decode the
     whole picture to look for one after the pixels)."""
-    import struct
-
     try:
         with open(path, "rb") as f:
             if f.read(8) != PNG_SIGNATURE:

@@ -49,15 +49,12 @@ def with_frames(cfg: Config) -> Config:
     return replace(cfg, frames=1 if cfg.mode in MODES and still_output(cfg) else DEFAULT_FRAMES)
 
 
-# Settings only some modes use: (those modes, what the setting is for)
-USED_BY = {"motion": (("zoom",), "moves the camera of mode=zoom (a clip keeps its own motion)"),
-           "coherence": (("video",), "carries the dream from frame to frame of a clip (mode=video)"),
-           "flow": (("video",), "follows the motion of a clip (mode=video)"),
-           "input": (("zoom", "video"), "is the picture or clip to dream; mode=neuron starts from noise"),
-           "first_frame": (("video",), "is where a clip's dream starts (mode=video)")}
-
-
-SETTINGS = ("input", "first_frame")  # the keys of USED_BY that are settings, not sections
+# Settings (or sections of them) only some modes use: (those modes, what the setting is for)
+USED_BY = {"motion": (("zoom",), "motion.* moves the camera of mode=zoom (a clip keeps its own motion)"),
+           "coherence": (("video",), "coherence.* carries the dream from frame to frame of a clip (mode=video)"),
+           "flow": (("video",), "flow.* follows the motion of a clip (mode=video)"),
+           "input": (("zoom", "video"), "input is the picture or clip to dream; mode=neuron starts from noise"),
+           "first_frame": (("video",), "first_frame is where a clip's dream starts (mode=video)")}
 
 
 def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
@@ -80,8 +77,8 @@ def warn_about_settings(cfg: Config, typed: Sequence[str]) -> None:
         modes, what = USED_BY[section]
         if cfg.mode not in modes:
             names = ", ".join(k for k in typed if k.split(".", 1)[0] == section)
-            warnings.warn(f"{names} {'is' if ',' not in names else 'are'} ignored in mode={cfg.mode}: "
-                          f"{section}{'' if section in SETTINGS else '.*'} {what}", stacklevel=2)
+            warnings.warn(f"{names} {'is' if ',' not in names else 'are'} ignored in mode={cfg.mode}: {what}",
+                          stacklevel=2)
 
 
 # A frame larger than this, dreamed on a CPU at the input's own size, takes minutes: say how to dream smaller.
@@ -95,6 +92,11 @@ def warn_if_slow(cfg: Config, width: int, height: int, device_type: str) -> None
         warnings.warn(f"dreaming at the input's own size, {width}x{height} ({width * height / 1e6:.1f} MP), on the "
                       f"CPU: each frame takes about {width * height / CPU_DEFAULT_PIXELS:.0f}x as long as at the "
                       f"default 384x216; width=1024 (or smaller) dreams faster", stacklevel=2)
+
+
+def is_clip(path: Optional[str]) -> bool:
+    """Whether `path` names a video file by its extension."""
+    return bool(path) and os.path.splitext(path)[1].lower() in CLIP_EXTS  # type: ignore[arg-type]
 
 
 def check(cfg: Config) -> None:
@@ -122,9 +124,6 @@ def check(cfg: Config) -> None:
                                 f"(H.264's limit); dream at a smaller size and upscale")
     if cfg.segments not in ("off", "auto"):
         raise DreamvidError(f"segments must be off or auto, got {cfg.segments!r}")
-    def is_clip(path: Optional[str]) -> bool:
-        return bool(path) and os.path.splitext(path)[1].lower() in CLIP_EXTS  # type: ignore[arg-type]
-
     if cfg.mode == "zoom" and is_clip(cfg.input):
         raise DreamvidError(f"input={cfg.input} is a video: mode=zoom starts from one picture; "
                             f"mode=video dreams a clip")
