@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .model import DreamvidError
+from .errors import DreamvidError
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 # The normalised step divides by the mean absolute gradient, guarded only against a gradient of exactly

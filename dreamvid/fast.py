@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .dream import TINY, Objective, dream_step
-from .model import DreamvidError
+from .errors import DreamvidError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")

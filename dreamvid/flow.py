@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import DreamvidError
+from .errors import DreamvidError
 
 METHODS = ("dis", "farneback", "none")
 DIS_PRESETS = ("ultrafast", "fast", "medium")

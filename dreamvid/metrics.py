@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .flow import consistency, flow_estimator, warp
-from .model import DreamvidError
+from .errors import DreamvidError
 from .video import probe, read_frames
 
 LUMA = (0.299, 0.587, 0.114)

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class DreamvidError(Exception):
-    """A problem with the user's input or settings; the message says what to change."""
+from .errors import DreamvidError  # noqa: E402,F401 - where it was first defined; dreamvid imports it from .errors
 
 
 # ---------------------------------------------------------------------------------------------

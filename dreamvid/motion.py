@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .model import DreamvidError
+from .errors import DreamvidError
 
 BORDERS = ("reflection", "border")
 SUPERSAMPLE = 2  # the resample runs at this multiple of the frame's size

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import DreamvidError
+from .errors import DreamvidError
 
 PARAMS = ("fourier", "pixel")
 OBJECTIVES = ("channel", "neuron")

@@ -33,7 +33,7 @@ import re
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .model import DreamvidError
+from .errors import DreamvidError
 
 MAX_LENGTH = 10_000  # characters in one schedule string
 MAX_BRACKETS = 50  # nesting of ( [ {

@@ -73,7 +73,7 @@ def job_failed(error: BaseException, verbose: bool = False) -> None:
     A DreamvidError is the user's to fix and its message says how; anything else is unexpected and
     its traceback goes into the job's `error.txt` (and onto stderr when `verbose`).
     """
-    from .model import DreamvidError
+    from .errors import DreamvidError
 
     expected = isinstance(error, DreamvidError)
     message = str(error) if expected else f"{type(error).__name__}: {error}"

@@ -24,7 +24,7 @@ from torch import nn
 
 from .dream import Objective, dream_step, make_objective
 from .fast import Stepper, jitter_offsets, update
-from .model import DreamvidError
+from .errors import DreamvidError
 
 StepFn = Callable[..., torch.Tensor]
 

@@ -51,7 +51,8 @@ except ImportError:  # run from a checkout without installing
 from dreamvid import dream as D
 from dreamvid import fast
 from dreamvid.config import Config, DreamConfig, ModelConfig, SpeedConfig
-from dreamvid.model import RANDOM, DreamvidError, EfficientNetLite, FeatureNet, load_backbone, resolve_device
+from dreamvid.model import RANDOM, EfficientNetLite, FeatureNet, load_backbone, resolve_device
+from dreamvid.errors import DreamvidError
 from dreamvid.pipeline.common import SCHEDULED, frame_settings
 
 # The dream layer of each model, as in the baseline of docs/benchmarks.md (inception4c, relu4_3; lite0's default).

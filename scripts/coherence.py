@@ -17,7 +17,7 @@ import math
 import sys
 
 from dreamvid.metrics import coherence, object_flicker
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 
 
 def main(argv=None) -> int:

@@ -13,11 +13,11 @@ import sys
 
 try:
     from dreamvid import schedule
-    from dreamvid.model import DreamvidError
+    from dreamvid.errors import DreamvidError
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from dreamvid import schedule
-    from dreamvid.model import DreamvidError
+    from dreamvid.errors import DreamvidError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import torch
 from conftest import make_config as compose_config
 
 from dreamvid.metrics import coherence
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from dreamvid.pipeline.clip import (carry_maturity, matured, new_state, output_size, restore_state, run_video,
                                     touch_up_step, video_frames)
 from dreamvid.video import VideoMeta, ffmpeg_exe, probe, read_frames

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dreamvid import dream as D
-from dreamvid.model import DreamvidError, feature_net
+from dreamvid.model import feature_net
+from dreamvid.errors import DreamvidError
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from torch import nn
 
 from dreamvid import dream as D
 from dreamvid import fast
-from dreamvid.model import MODELS, RANDOM, DreamvidError, FeatureNet, feature_net, layer_names, load_backbone
+from dreamvid.model import MODELS, RANDOM, FeatureNet, feature_net, layer_names, load_backbone
+from dreamvid.errors import DreamvidError
 
 LAYERS = ["blocks.4"]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dreamvid.flow import consistency, estimate_flow, flow_estimator, to_device, warp
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 
 
 def texture(h: int, w: int, seed: int = 0) -> np.ndarray:

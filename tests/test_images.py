@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dreamvid.images import clouds, fit_size, read_image, save_image, to_rgb8
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 
 
 def test_conversions_of_gray_alpha_16bit_and_palette(tmp_path):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamvid import model as M
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 
 
 def test_builtin_weights_load_strictly_with_the_right_hash():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from dreamvid.motion import affine_theta, per_frame_zoom, transform
 
 

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from dreamvid import neuron as N
 from dreamvid.config import Config, register
-from dreamvid.model import DreamvidError, feature_net
+from dreamvid.model import feature_net
+from dreamvid.errors import DreamvidError
 from dreamvid.pipeline.neuron import output_dir, run_neuron
 
 LAYER = "blocks.7"  # 80 channels, stride 16: quick on a CPU and already selective

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from dreamvid import schedule
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from dreamvid.schedule import at, parse, parse_steps, preview, validate
 
 # ---------------------------------------------------------------------------------------------

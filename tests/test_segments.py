@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dreamvid import segments as S
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from test_clip import panning
 
 

@@ -5,7 +5,8 @@ import torch
 
 from dreamvid import dream as D
 from dreamvid import fast, tiling
-from dreamvid.model import DreamvidError, feature_net
+from dreamvid.model import feature_net
+from dreamvid.errors import DreamvidError
 
 LAYERS = ["blocks.4"]
 

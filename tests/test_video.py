@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import read_video
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from dreamvid.video import Encoder, output_kind, probe_metadata
 
 

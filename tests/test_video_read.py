@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dreamvid.flow import consistency, flow_estimator, warp
-from dreamvid.model import DreamvidError
+from dreamvid.errors import DreamvidError
 from dreamvid.video import TruncatedVideo, ffmpeg_exe, probe, read_frames
 
 

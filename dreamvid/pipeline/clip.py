@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from ..config import Config
 from ..flow import FlowFn, consistency, flow_estimator, to_device, warp
 from ..images import to_tensor, to_uint8
-from ..model import DreamvidError, resolve_device
+from ..model import resolve_device
+from ..errors import DreamvidError
 from .. import schedule, segments
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
 from .common import SCHEDULED, ahead, frame_settings, render, resolve_output, validate_schedules, warn_if_slow
