@@ -1,12 +1,17 @@
 """Checkpoints: a render's finished frames and the state its next frame needs, in `OUTPUT.state/`.
 
-Frames are stored losslessly as PNG and the state (tensors, RNG-free: every frame's randomness is
-derived from the seed and the frame index) with torch.save, each written under a temporary name
-and renamed, so a render killed at any moment resumes from its last saved state. `CheckpointWriter`
-does the writing in a background thread, in order, while the next frame is dreamed; it saves the
-state with the first frame, then at most every few seconds and at the end, so that a large frame's
-state (its carried dream in float32) does not cost a write per frame. Frames after the last saved
-state are dreamed again on resume, identically.
+Frames are stored losslessly as PNG, and the state (tensors and numbers, RNG-free: every frame's
+randomness is derived from the seed and the frame index) in one `.npz` file, its arrays beside a JSON
+description, read back with `allow_pickle=False`: reading a checkpoint never runs code, whoever made
+the file. Each is written under a temporary name and renamed, so a render killed at any moment
+resumes from its last saved state. `CheckpointWriter` does the writing in a background thread, in
+order, while the next frame is dreamed; it saves the state with the first frame, then at most every
+few seconds and at the end, so that a large frame's state (its carried dream in float32) does not
+cost a write per frame. Frames after the last saved state are dreamed again on resume, identically.
+
+The folder is dreamvid's only if it carries dreamvid's marker (`files.claim_folder`): a folder of that
+name that the user made is refused, or with overwrite=true rendered beside, and what dreamvid removes
+there is only what it wrote, by name.
 """
 from __future__ import annotations
 
@@ -15,17 +20,19 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import files
-from .model import DreamvidError
+from .errors import DreamvidError
 from .video import picture_files
 
 try:
@@ -34,12 +41,14 @@ except ImportError:  # not POSIX: renders of one output are not guarded against 
     fcntl = None  # type: ignore[assignment]
 
 STATE_SUFFIX = ".state"
-STATE_FILE = "state.pt"
+STATE_FILE = "state.npz"
 LOCK_FILE = "lock"  # held (flock) by the process rendering this output; holds its pid
+# What an earlier dreamvid kept in a checkpoint folder (its state a pickle, which is never read)
+EARLIER = re.compile(r"(state\.pt(\.tmp)?|lock|frames|partial(\.\w+)?)")
 # Raised when a release dreams the same settings into other frames (2: folded batch norms and the step's
-# zero guard; 3: video's coherence.new_step and its smaller coherence.step), so that a checkpoint of an
-# earlier one is not resumed into a mixed render.
-FORMAT = 3
+# zero guard; 3: video's coherence.new_step and its smaller coherence.step), or stores them otherwise (4:
+# no pickle), so that a checkpoint of an earlier one is not resumed into a mixed render.
+FORMAT = 4
 
 # Settings that do not change the frames a render produces. The input and guide files count by their
 # contents (`render_key`'s inputs), not by the path they were given as.
@@ -81,6 +90,63 @@ def render_key(config: Dict[str, Any], inputs: Tuple[Optional[str], ...] = ()) -
     return h.hexdigest()[:16]
 
 
+# -- the state file: arrays and JSON, never a pickle --------------------------------------------------
+
+def _pack(value: Any, arrays: List[np.ndarray]) -> Any:
+    """value as JSON, with each tensor or array replaced by a reference to `arrays` (where it is put)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        arrays.append((t.float() if t.dtype == torch.bfloat16 else t).numpy())
+        return {"$tensor": len(arrays) - 1}
+    if isinstance(value, np.ndarray):
+        arrays.append(value)
+        return {"$array": len(arrays) - 1}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"$tuple": [_pack(v, arrays) for v in value]}
+    if isinstance(value, list):
+        return [_pack(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if any(not isinstance(k, str) or k.startswith("$") for k in value):
+            raise TypeError(f"a checkpoint's state has names for keys, got {list(value)}")
+        return {k: _pack(v, arrays) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"a checkpoint cannot hold a {type(value).__name__}")
+
+
+def _unpack(value: Any, arrays: Any) -> Any:
+    if isinstance(value, list):
+        return [_unpack(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if "$tensor" in value:
+            return torch.from_numpy(np.array(arrays[f"a{int(value['$tensor'])}"]))
+        if "$array" in value:
+            return np.array(arrays[f"a{int(value['$array'])}"])
+        if "$tuple" in value:
+            return tuple(_unpack(v, arrays) for v in value["$tuple"])
+        return {k: _unpack(v, arrays) for k, v in value.items()}
+    return value
+
+
+def write_state_file(path: str, data: Dict[str, Any]) -> None:
+    """`data` (tensors, arrays, numbers, strings, lists, tuples, dicts) as one .npz at `path`."""
+    arrays: List[np.ndarray] = []
+    meta = json.dumps(_pack(data, arrays)).encode()
+    with open(path, "wb") as f:
+        np.savez(f, meta=np.frombuffer(meta, np.uint8), **{f"a{i}": a for i, a in enumerate(arrays)})
+
+
+def read_state_file(path: str) -> Dict[str, Any]:
+    """What `write_state_file` wrote; nothing in the file is ever run (no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        data = _unpack(json.loads(bytes(z["meta"]).decode()), z)
+    if not isinstance(data, dict):
+        raise ValueError("not a dreamvid state")
+    return data
+
+
 def _to_host(value: Any) -> Any:
     """value with every tensor in it (in dicts, lists, tuples) copied to the CPU."""
     if isinstance(value, torch.Tensor):
@@ -92,28 +158,52 @@ def _to_host(value: Any) -> Any:
     return value
 
 
+# What a checkpoint folder holds of dreamvid's own (besides the marker): the output while it is encoded
+# (video.SCRATCH_NAME, and its audio pass's .mux) and a stopped render's partial video among them
+_OWN = re.compile(r"(lock|state\.npz(\.tmp)?|frames|output\.partial(\.mux)?|config\.partial|partial(\.\w+)?)")
+
+
+def _ours(name: str) -> bool:
+    return bool(_OWN.fullmatch(name))
+
+
 class Checkpoint:
-    def __init__(self, output: str, key: str, config: Optional[Dict[str, Any]] = None):
+    def __init__(self, output: str, key: str, config: Optional[Dict[str, Any]] = None, overwrite: bool = False):
         self.output, self.dir = output, state_dir(output)
-        self.key, self.config = key, config or {}
+        self.key, self.config, self.overwrite = key, config or {}, overwrite
         self._lock: Optional[int] = None
         self._unflushed: List[str] = []  # frames renamed into place since the last state was written
+
+    def _earlier(self, names: List[str]) -> Optional[str]:
+        if names and all(EARLIER.fullmatch(n) for n in names) and any(n.startswith("state.pt") or n == "frames"
+                                                                        for n in names):
+            return (f"{self.dir} holds the checkpoint of an earlier dreamvid, which this one does not read (it "
+                    f"was saved as a pickle): delete that folder to start again")
+        return None
+
+    def claim(self) -> None:
+        """Make the checkpoint folder dreamvid's (or refuse in one line: see `claim_folder`)."""
+        files.claim_folder(self.dir, f"the checkpoint of {os.path.basename(self.output.rstrip('/'))}", _ours,
+                     self.overwrite, self._earlier)
 
     def lock(self) -> None:
         """Claim this output for this process, or refuse: two renders of one output would delete each
         other's files. The lock goes with the process, however it ends, so a killed render resumes."""
-        if fcntl is None:
-            return
         folder = os.path.dirname(os.path.abspath(self.dir))
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise DreamvidError(f"cannot create output folder {folder}: {e.strerror}") from None
+        if fcntl is None:
+            self.claim()
+            return
         path = os.path.join(self.dir, LOCK_FILE)
         for _ in range(10):  # until the file locked is the one at `path` (another render may remove it)
+            self.claim()
             try:
-                os.makedirs(self.dir, exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder went between its claim and the open: claim it again
+                continue
             except OSError as e:
                 self._remove_if_bare()
                 raise DreamvidError(f"cannot write in output folder {folder}: {e.strerror}") from None
@@ -129,7 +219,7 @@ class Checkpoint:
                                     f"{f' (process {pid})' if pid else ''}: let it finish, or choose another "
                                     f"output=") from None
             try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino and files.owned(self.dir)
             except OSError:
                 same = False
             if same:
@@ -145,19 +235,25 @@ class Checkpoint:
             pass  # the pid only makes the refusal of a second render more helpful
 
     def unlock(self) -> None:
-        """Release the claim; a checkpoint folder holding nothing else goes too (while still claimed)."""
-        if self._lock is None:
-            return
-        self._remove_if_bare()
-        os.close(self._lock)
-        self._lock = None
+        """Release the claim; a checkpoint with nothing to resume from (no state: no frame was finished)
+        goes too, while still claimed."""
+        if not self.exists:
+            self.clear(quiet=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _remove_if_bare(self) -> None:
         try:
-            if os.listdir(self.dir) in ([], [LOCK_FILE]):
-                shutil.rmtree(self.dir, ignore_errors=True)
+            if set(os.listdir(self.dir)) <= {files.MARKER, LOCK_FILE}:
+                files.release_folder(self.dir, _ours)
         except OSError:
             pass
+
+    @property
+    def scratch(self) -> str:
+        """The folder where the render's own temporary files go (its output while encoded, its config)."""
+        return self.dir
 
     @property
     def exists(self) -> bool:
@@ -195,22 +291,25 @@ class Checkpoint:
         self.save_frame(index, frame)
         self.save_state(index, state)
 
-    def save_frame(self, index: int, frame: np.ndarray) -> None:
-        import cv2
+    def _ensure(self) -> None:
+        if not os.path.isdir(self.dir):
+            self.claim()
 
-        os.makedirs(os.path.dirname(self.frame_path(index)), exist_ok=True)
+    def save_frame(self, index: int, frame: np.ndarray) -> None:
+        from .images import encode_png
+
+        self._ensure()
         path = self.frame_path(index)
         tmp = path + ".tmp.png"
         try:
-            ok = cv2.imwrite(tmp, np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-            if ok:
-                os.replace(tmp, path)  # flushed to the disk with the next state, which names it
-                self._unflushed.append(path)
-        except (cv2.error, OSError):
-            ok = False
-        if not ok:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:  # encoded in memory: a full disk is an OSError here, not libpng's noise
+                f.write(encode_png(frame, fast=True))
+            os.replace(tmp, path)  # flushed to the disk with the next state, which names it
+            self._unflushed.append(path)
+        except OSError:
             self._remove(tmp)
-            raise DreamvidError(f"cannot write checkpoint frame {path}: {why_unwritable(self.dir)}")
+            raise DreamvidError(f"cannot write checkpoint frame {path}: {why_unwritable(self.dir)}") from None
 
     def save_state(self, index: int, state: Any) -> None:
         """Frames 0..index are saved; `state` is what frame index + 1 needs.
@@ -220,12 +319,12 @@ class Checkpoint:
         comes first, so that a GPU error is reported as itself, not as an unwritable folder.
         """
         state = _to_host(state)
-        os.makedirs(self.dir, exist_ok=True)
+        self._ensure()
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
         try:
-            torch.save({"key": self.key, "format": FORMAT, "next": index + 1, "state": state,
-                        "config": self.config}, tmp)
-        except (OSError, RuntimeError):
+            write_state_file(tmp, {"key": self.key, "format": FORMAT, "next": index + 1, "state": state,
+                                   "config": self.config})
+        except OSError:
             self._remove(tmp)
             raise DreamvidError(f"cannot write checkpoint in {self.dir}: {why_unwritable(self.dir)}") from None
         # The frames this state counts as finished reach the disk before it does: after a power cut the
@@ -243,8 +342,12 @@ class Checkpoint:
         except OSError:
             pass
 
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def clear(self, quiet: bool = False) -> None:
+        """Remove what dreamvid wrote in the checkpoint folder, and the folder unless it holds anything else."""
+        left = files.release_folder(self.dir, _ours)
+        if left and not quiet:
+            warnings.warn(f"{self.dir} is left with {files.listing(left)} in it, which dreamvid did not write",
+                          stacklevel=2)
 
 
 class CheckpointWriter:
@@ -331,6 +434,14 @@ def find_state(path: str) -> str:
         candidates = sorted(glob.glob(os.path.join(glob.escape(path), "*" + STATE_SUFFIX)))
     candidates = [c for c in candidates if os.path.isfile(os.path.join(c, STATE_FILE))]
     if not candidates:
+        earlier = os.path.join(state_dir(path), "state.pt")
+        if os.path.isfile(earlier):
+            raise DreamvidError(f"{state_dir(path)} holds the checkpoint of an earlier dreamvid, which this one "
+                                f"does not read (it was saved as a pickle): delete that folder to start again")
+        if os.path.exists(path) and not path.endswith(STATE_SUFFIX) and not os.path.isdir(path) or \
+                os.path.isfile(path + ".yaml"):
+            raise DreamvidError(f"{path} is complete: there is nothing to resume (its checkpoint is removed when "
+                                f"a render finishes)")
         raise DreamvidError(f"no checkpoint to resume at {path} (an interrupted render leaves OUTPUT{STATE_SUFFIX}/)")
     if len(candidates) > 1:
         raise DreamvidError(f"several checkpoints in {path}: pass one of them as resume=: {', '.join(candidates)}")
@@ -343,8 +454,8 @@ def saved_config(state_folder: str) -> Dict[str, Any]:
 
 def _load_state_file(folder: str) -> Dict[str, Any]:
     try:
-        data = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a truncated or garbled file, whatever the unpickler says
+        data = read_state_file(os.path.join(folder, STATE_FILE))
+    except Exception:  # noqa: BLE001 - a truncated or garbled file, whatever numpy or json says
         data = None
     if not isinstance(data, dict):
         raise DreamvidError(f"the checkpoint in {folder} is damaged ({STATE_FILE} cannot be read): "

@@ -12,9 +12,10 @@ from typing import Dict, List, Optional, Tuple
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import sweep
+from . import stopping, sweep
 from .config import Config, register
-from .model import MODELS, DreamvidError
+from .errors import DreamvidError
+from .model import MODELS
 
 register()
 
@@ -26,7 +27,7 @@ def _verbose() -> bool:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    print(f"dreamvid: {'error: ' if code != 130 else ''}{message}", file=sys.stderr)
+    stopping.say(f"dreamvid: {'error: ' if code <= 128 else ''}{message}")  # a signal's stop is not an error
     sys.exit(code)
 
 
@@ -76,16 +77,15 @@ def _hydra_main(dcfg: DictConfig) -> Optional[str]:
             _check_resume_overrides()
         out = pipeline.run(cfg, _typed_keys())  # typed: not a preset's frames (debug=tiny sets them)
     except DreamvidError as e:
-        code = getattr(e, "exit_code", 2)
-        if _sweeping() and code != 130:  # in a sweep one bad job is reported and the others go on
+        code = e.exit_code
+        if _sweeping() and code <= 128:  # in a sweep one bad job is reported and the others go on; a stop stops
             sweep.job_failed(e, verbose=_verbose())
             return None
         if _verbose():
             raise
-        print(f"dreamvid: {'error: ' if code == 2 else ''}{e}", file=sys.stderr)
-        sys.exit(code)
-    except KeyboardInterrupt:
-        _fail(INTERRUPTED, 130)
+        _fail(str(e), code)
+    except KeyboardInterrupt as e:  # Ctrl-C, or a stop signal (stopping.Stopped), outside a render's frames
+        _fail(INTERRUPTED, getattr(e, "exit_code", 130))
     except Exception as e:  # noqa: BLE001 - only in a sweep: a crash in one job must not stop the others
         if not _sweeping():
             raise
@@ -156,6 +156,9 @@ def override_error(argv: List[str]) -> Optional[str]:
     # writing its segment beside it).
     several = any(a in ("-m", "--multirun") for a in argv) and any(_sweeps(v) for k, v in pairs) and \
         not any(k == "segment" for k, _ in pairs)
+    unreadable = _unreadable(argv)
+    if unreadable:
+        return unreadable
     for key, value in pairs:
         if key.lstrip("+~") == "hydra/launcher" and value in LAUNCHERS:
             missing = _missing_plugin(value)
@@ -189,6 +192,36 @@ def override_error(argv: List[str]) -> Optional[str]:
             except Exception as e:  # noqa: BLE001 - OmegaConf's ValidationError and kin
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 return f"{key}={value}: {why}"
+    return None
+
+
+def _unreadable(argv: List[str]) -> Optional[str]:
+    """One line for the first override Hydra's grammar cannot read (an unclosed bracket or quote), whose
+    own message runs to three lines and a link."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    words, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in FLAGS_WITH_ARGUMENT:
+            skip = True
+        elif not arg.startswith("-"):
+            words.append(arg)
+    if not words:
+        return None
+    parser = OverridesParser.create()
+    for word in words:
+        try:
+            parser.parse_overrides([word])
+        except OverrideParseException as e:
+            lines = [ln.strip() for ln in str(e).splitlines()
+                     if ln.strip() and not ln.startswith(("See https://", "Error parsing override")) and
+                     set(ln.strip()) != {"^"}]
+            why = lines[0].split(": ", 1)[-1] if lines else "not a key=value"
+            return (f"cannot read {word} ({why}): a list is written [a,b], and a value with spaces, brackets or "
+                    f"quotes goes in quotes: key='value'")
     return None
 
 
@@ -229,6 +262,29 @@ def run_folder_overrides(argv: List[str]) -> List[str]:
     return list(argv)
 
 
+# Flags with which Hydra runs no job: it writes no run folder
+NO_JOB_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc",
+                "--shell-completion")
+
+
+def run_folder_problem(argv: List[str], cwd: str) -> Optional[str]:
+    """One line when Hydra would have to make its run or sweep folder (outputs/, multirun/) in a folder it
+    cannot write (Hydra's own error is a traceback); None otherwise."""
+    if any(a in NO_JOB_FLAGS for a in argv):
+        return None
+    keys = {k.lstrip("+~") for k, v in _overrides(argv) if v not in ("", "null")}
+    sweep = any(a in ("-m", "--multirun") for a in argv)
+    if sweep and any(k.startswith("hydra.sweep.dir") for k in keys):
+        return None
+    if not sweep and (keys & {"output", "resume"} or any(k.startswith("hydra.run.dir") for k in keys)):
+        return None
+    if os.access(cwd, os.W_OK):
+        return None
+    where, setting = ("multirun/DATE/TIME/", "hydra.sweep.dir=PATH") if sweep else ("outputs/DATE/TIME/", "output=PATH")
+    return (f"the current folder {cwd} is not writable, and without {setting.split('=')[0]}= dreamvid writes into "
+            f"{where} in it: pass {setting}, or run dreamvid from a folder you can write to")
+
+
 def list_layers_command(argv: List[str]) -> int:
     from .model import list_layers
 
@@ -255,13 +311,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "layers":
         sys.exit(list_layers_command(sys.argv[2:]))
     warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
-    problem = override_error(sys.argv[1:])
+    stopping.install()  # SIGTERM and SIGHUP stop dreamvid like Ctrl-C
+    problem = override_error(sys.argv[1:]) or run_folder_problem(sys.argv[1:], os.getcwd())
     if problem:
         _fail(problem)
     sys.argv[1:] = run_folder_overrides(sys.argv[1:])
     try:
         _hydra_main()
-    except KeyboardInterrupt:  # while Hydra starts, before a render could begin
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as e:  # while Hydra starts, before a render could begin
+        _fail("interrupted", getattr(e, "exit_code", 130))
     if sweep.failures():  # a sweep that went on past failed jobs still says so in its exit status
         sys.exit(1)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -22,11 +23,14 @@ import numpy as np
 
 from . import files
 from .images import save_image
-from .model import DreamvidError
+from .errors import DreamvidError
 from .sweep import ERROR_FILE, STATUS_FILE
 
 SHEET = "contact_sheet.png"
 PAGE = "index.html"
+# In the page's <meta name="generator"> and the sheet's PNG text: a file of that name without it is the
+# user's, and is never replaced (the gallery is written beside it)
+GENERATOR = "dreamvid gallery"
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -323,7 +327,7 @@ def _media(job: Job, base: str, webm: bool) -> str:
 
 
 def gallery_html(sweep_dir: str, jobs: Sequence[Job], keys: Sequence[str], common: Dict[str, str],
-                 webm: bool = False) -> str:
+                 webm: bool = False, sheet_name: str = SHEET) -> str:
     """The page: one card per job, its video (or failure) beside the values that set it apart."""
     e = html.escape
     name = os.path.basename(os.path.normpath(sweep_dir))
@@ -348,13 +352,14 @@ def gallery_html(sweep_dir: str, jobs: Sequence[Job], keys: Sequence[str], commo
                      f"<h2>#{job.num}{status}</h2><dl>{rows}</dl>"
                      f'<p class="meta">{" &middot; ".join(meta)}</p></figcaption></figure>')
     sheet = ""
-    if os.path.exists(os.path.join(sweep_dir, SHEET)):
+    if os.path.exists(os.path.join(sweep_dir, sheet_name)):
         sheet = (f'<details><summary>contact sheet</summary>'
-                 f'<img class="sheet" src="{SHEET}" alt="contact sheet"></details>')
+                 f'<img class="sheet" src="{e(quote(sheet_name))}" alt="contact sheet"></details>')
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="generator" content="{GENERATOR}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dreamvid sweep {e(parent)}/{e(name)}</title>
 <style>{CSS}</style>
@@ -387,12 +392,45 @@ def write_gallery(sweep_dir: str, webm: bool = False, thumb_width: int = THUMB_W
     keys, common = varying(jobs)
     sheet, _ = contact_sheet(jobs, keys, thumb_width)
     paths = {"sheet": os.path.join(sweep_dir, SHEET), "html": os.path.join(sweep_dir, PAGE)}
-    save_image(paths["sheet"], sheet)
-    page = gallery_html(sweep_dir, jobs, keys, common, webm=webm)
-    with open(paths["html"] + ".partial", "w", encoding="utf-8") as f:
-        f.write(page)
-    files.replace(paths["html"] + ".partial", paths["html"])
-    return paths
+    target = {key: _own_name(path) for key, path in paths.items()}
+    written = {"sheet": save_image(target["sheet"], sheet, {"Software": GENERATOR}, allowed=_ours(target["sheet"]))}
+    page = gallery_html(sweep_dir, jobs, keys, common, webm=webm, sheet_name=os.path.basename(written["sheet"]))
+    tmp = files.temp_file(sweep_dir, PAGE)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+        written["html"] = files.place(tmp, target["html"], _ours(target["html"]))
+    except BaseException:
+        files.remove(tmp)
+        raise
+    for key, path in written.items():
+        if path != paths[key]:
+            warnings.warn(f"{paths[key]} is not dreamvid's and is left as it is; the gallery's is {path}",
+                          stacklevel=2)
+    return written
+
+
+def _own_name(path: str) -> str:
+    """`path`, or where an earlier gallery went because a file of the user's has that name (index-2.html):
+    the first of those names that is free or dreamvid's."""
+    for n in range(1, files.KEPT_NAMES + 1):
+        name = path if n == 1 else files.kept_name(path, n)
+        if not os.path.lexists(name) or _ours(name) is not None:
+            return name
+    return path
+
+
+def _ours(path: str) -> Optional[files.Identity]:
+    """The identity of a gallery file dreamvid made at `path` (made again: replaced), None for anything else."""
+    found = files.identity(path)
+    if found is None or found.folder:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    return found if GENERATOR.encode() in head else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,6 +1,7 @@
 """Still images: reading any common image into RGB, writing one, the built-in starting image, tensor conversion."""
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from typing import Dict, Optional
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import files
-from .model import DreamvidError
+from .errors import DreamvidError
 
 # The picture files an output may be: one still (PNG keeps its text in tEXt chunks, JPEG in its comment).
 STILL_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -41,11 +42,12 @@ def read_image(path: str, setting: str = "input") -> np.ndarray:
     return upright(to_rgb8(np.asarray(img)), exif_orientation(path))
 
 
-def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None, ext: Optional[str] = None) -> None:
+def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None, ext: Optional[str] = None,
+                name: Optional[str] = None) -> None:
     """(H, W, 3) uint8 RGB -> a PNG (lossless), JPEG or WebP (quality 95) file, the format from `ext`
     (default: the path's extension). `text` (key -> value) is stored in a PNG's tEXt chunks or a JPEG's
     comment; WebP keeps none. Written in place: callers that must not leave half a file write under a
-    temporary name and rename."""
+    temporary name and rename (`name`: the final one, for messages)."""
     from PIL import Image, PngImagePlugin
 
     ext = (ext or os.path.splitext(path)[1]).lower()
@@ -67,21 +69,39 @@ def write_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = Non
             img.save(path, format="JPEG", quality=95, subsampling=0,
                      **({"comment": comment} if len(comment) <= JPEG_COMMENT_MAX else {}))
     except OSError as e:
-        raise DreamvidError(f"cannot write {path}: {e.strerror or e} (disk full or folder not writable?)") from None
+        why = "the disk is full" if e.errno == errno.ENOSPC else f"{e.strerror or e} (folder not writable?)"
+        raise DreamvidError(f"cannot write {name or path}: {why}") from None
 
 
-def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None) -> str:
-    """`write_image` under a temporary name (NAME.partial) renamed into place, so that no half-written
-    picture is ever left under the final name; returns the path."""
-    tmp = path + ".partial"
+def encode_png(rgb: np.ndarray, fast: bool = False) -> bytes:
+    """(H, W, 3) uint8 RGB as the bytes of a PNG file (fast: less compression), made in memory: writing
+    them is then plain file I/O, whose failures (a full disk) are an OSError and print nothing."""
+    import cv2
+
+    level = 1 if fast else 3
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise DreamvidError(f"cannot encode a {rgb.shape} picture as PNG")
+    return buf.tobytes()
+
+
+def save_image(path: str, rgb: np.ndarray, text: Optional[Dict[str, str]] = None,
+               allowed: Optional[files.Identity] = None) -> str:
+    """`write_image` under a temporary name of its own, moved into place when whole, so that no
+    half-written picture is ever left under the final name; returns where it went (`files.place`:
+    `path`, unless something other than `allowed` took that name meanwhile)."""
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        write_image(tmp, rgb, text, ext=os.path.splitext(path)[1])
+        tmp = files.temp_file(folder, os.path.basename(path))
+    except OSError as e:
+        raise DreamvidError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        write_image(tmp, rgb, text, ext=os.path.splitext(path)[1], name=path)
+        return files.place(tmp, path, allowed)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    files.replace(tmp, path)
-    return path
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import files
 from .flow import consistency, flow_estimator
-from .model import DreamvidError
+from .errors import DreamvidError
 
 PLAN_FILE = "plan.json"
 SUFFIX = ".segments"
@@ -164,9 +165,29 @@ def segment_path(output: str, index: int) -> str:
     return os.path.join(folder(output), f"segment_{index:04d}.mkv")
 
 
+# What the segments' folder holds of dreamvid's own: the plan, each segment's video, its settings and its
+# checkpoint while it is dreamed, the jobs' folders (Hydra's records of them), the joined output while encoded
+_OWN = re.compile(r"plan\.json(\.tmp)?|segment_\d{4,}\.mkv(\.yaml|\.state)?|jobs|output\.partial(\.mux)?|"
+                  r"config\.partial")
+
+
+def _ours(name: str) -> bool:
+    return bool(_OWN.fullmatch(name))
+
+
+def claim(output: str, overwrite: bool = False) -> None:
+    """Make the segments' folder of `output` dreamvid's own, or refuse in one line (a folder of the user's)."""
+    files.claim_folder(folder(output), f"the segments of {os.path.basename(output.rstrip('/'))}", _ours, overwrite)
+
+
+def release(output: str) -> None:
+    """Remove what dreamvid wrote in the segments' folder, and the folder unless something else is in it."""
+    files.release_folder(folder(output), _ours)
+
+
 def save_plan(output: str, segments: Sequence[Segment], key: str, note: Optional[str] = None) -> str:
     """Write the plan of a render (`key`), with a note on why the clip is shorter than it says, if it is."""
-    os.makedirs(folder(output), exist_ok=True)
+    claim(output)
     path = os.path.join(folder(output), PLAN_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

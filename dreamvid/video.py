@@ -8,10 +8,10 @@ never leaves a file that looks finished.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import warnings
@@ -26,8 +26,8 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from . import files
-from .images import STILL_EXTS, exif_orientation, read_image, write_image
-from .model import DreamvidError
+from .images import STILL_EXTS, encode_png, exif_orientation, read_image, write_image
+from .errors import DreamvidError
 
 # The container each video extension is written in; mp4 and mov start playing before fully loaded.
 CONTAINERS = {".mp4": ["-movflags", "+faststart", "-f", "mp4"], ".mov": ["-movflags", "+faststart", "-f", "mov"],
@@ -36,7 +36,7 @@ VIDEO_EXTS = tuple(CONTAINERS)
 # Files that are clips whatever else ffmpeg could make of them (a zoom's input must be one picture)
 CLIP_EXTS = VIDEO_EXTS + (".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp",
                           ".ogv")
-PARTIAL = ".partial"
+SCRATCH_NAME = "output.partial"  # an output being encoded, in the scratch folder of a render (its checkpoint's)
 GIF_MAX_FPS = 50  # a GIF frame lasts a whole number of 1/100 s, and browsers play 1/100 s as 1/10 s
 # A video stream starting less than this after its file is taken to start with it (its audio is copied,
 # which is precise to about a packet, ~20 ms, anyway); later, the audio is cut from the first frame on.
@@ -83,38 +83,36 @@ def fps_arg(fps: Union[float, str, Fraction]) -> str:
     return f"{f.numerator}/{f.denominator}"
 
 
-def partial_path(path: str) -> str:
-    """Where an output is written until it is finished: NAME.partial, a name only dreamvid uses."""
-    path = path.rstrip("/").rstrip(os.sep)
-    head, tail = os.path.split(path)
-    return os.path.join(head, tail + PARTIAL)
-
-
 class Encoder:
     """Streams frames into an mp4 (H.264, yuv420p), a GIF, or a folder of PNG frames; or writes one
     still picture (its metadata in a PNG's text chunks or a JPEG's comment).
 
-    Use as a context manager: a clean exit renames the finished file into place; an exception
-    removes the partial file. `audio` muxes the audio of that media file, from `audio_start` seconds
-    and trimmed to the frames written, into an mp4 output. `lossless` writes the video stream
+    Use as a context manager: a clean exit moves the finished file into place; an exception removes
+    the partial file. The partial file is a new file of the Encoder's own: in `scratch` (a folder of
+    dreamvid's, such as a render's checkpoint folder) or, without one, beside the output under a name
+    created exclusively, so that no file of anybody else's is ever written over. The finished file
+    replaces only what was at `path` when the Encoder opened, and only with overwrite (`files.place`):
+    `finish` says where it went. `audio` muxes the audio of that media file, from `audio_start`
+    seconds and trimmed to the frames written, into an mp4 output. `lossless` writes the video stream
     losslessly (FFV1 RGB in Matroska, whatever the name) for intermediate files that are read again.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Union[float, str, Fraction], *,
                  audio: Optional[str] = None, audio_start: float = 0.0,
                  metadata: Optional[Dict[str, str]] = None, overwrite: bool = False, crf: int = 18,
-                 keep_partial: bool = False, lossless: bool = False):
+                 lossless: bool = False, scratch: Optional[str] = None):
         if width < 1 or height < 1:
             raise DreamvidError(f"frame size must be positive, got {width}x{height}")
         self.path, self.kind = path.rstrip("/") or path, output_kind(path)
         self.width, self.height, self.fps = int(width), int(height), fps
         self.audio, self.audio_start = audio, audio_start
         self.metadata, self.overwrite, self.crf = metadata or {}, overwrite, crf
-        self.keep_partial, self.lossless = keep_partial, lossless
+        self.lossless, self.scratch = lossless, scratch
         if lossless and self.kind != "mp4":
             raise ValueError(f"lossless output is a video file, not {path}")
-        self.tmp = partial_path(self.path)
+        self.tmp: Optional[str] = None
         self.count = 0
+        self._replacing: Optional[files.Identity] = None  # what overwrite=true may replace at `path`
         self._proc: Optional[subprocess.Popen] = None
         self._log = None
 
@@ -132,6 +130,7 @@ class Encoder:
     def open(self) -> None:
         if os.path.lexists(self.path):
             self._check_replaceable()
+            self._replacing = files.identity(self.path)
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -139,20 +138,32 @@ class Encoder:
             raise DreamvidError(f"cannot create output folder {folder}: {e.strerror}") from None
         if not os.access(folder, os.W_OK):
             raise DreamvidError(f"output folder is not writable: {folder}")
-        self._remove(self.tmp)
-        if self.kind == "png":
-            os.makedirs(self.tmp)
-            return
-        if self.kind == "image":
+        self.tmp = self._new_temp()
+        if self.kind in ("png", "image"):
             return
         rate = float(Fraction(fps_arg(self.fps)))
         if self.kind == "gif" and rate > GIF_MAX_FPS:
             warnings.warn(f"a GIF's frame delays are in 1/100 s: fps={rate:g} plays at {GIF_MAX_FPS} frames/s at "
                           f"most (browsers slow delays under 2/100 s to 1/10 s); use .mp4 for a faster rate",
                           stacklevel=3)
-        self._log = open(self.tmp + ".log", "w+b")
+        self._log = tempfile.TemporaryFile()  # ffmpeg's complaints, read when it fails; never a named file
         self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log, **OWN_SESSION)
+
+    def _new_temp(self) -> str:
+        """A partial file (a folder, for PNG frames) of this Encoder's own."""
+        name = os.path.basename(self.path)
+        try:
+            if self.scratch is not None:  # dreamvid's own folder: a partial file there is a killed render's
+                tmp = os.path.join(self.scratch, SCRATCH_NAME)
+                files.remove(tmp)
+                if self.kind == "png":
+                    os.mkdir(tmp)
+                return tmp
+            folder = os.path.dirname(os.path.abspath(self.path))
+            return files.temp_folder(folder, name) if self.kind == "png" else files.temp_file(folder, name)
+        except OSError as e:
+            raise DreamvidError(f"cannot write {self.path}: {e.strerror}") from None
 
     def _command(self) -> List[str]:
         w, h = self.width, self.height
@@ -175,10 +186,10 @@ class Encoder:
             meta += ["-metadata", f"{k}={v}"]
         # yuv420p and faststart: the mp4 plays in every browser and starts before it is fully loaded.
         return cmd + vf + ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p"] \
-            + meta + self._container() + [self.tmp]
+            + meta + self._container() + [self.tmp]  # type: ignore[list-item]
 
-    def _container(self) -> List[str]:
-        return CONTAINERS.get(os.path.splitext(self.path)[1].lower(), CONTAINERS[".mp4"])
+    def _container(self, path: Optional[str] = None) -> List[str]:
+        return CONTAINERS.get(os.path.splitext(path or self.path)[1].lower(), CONTAINERS[".mp4"])
 
     def _check_replaceable(self) -> None:
         """An existing output may be replaced only with overwrite=true, and a folder only when it holds
@@ -189,6 +200,8 @@ class Encoder:
         folder = os.path.isdir(self.path) and not os.path.islink(self.path)
         if self.kind == "png" and not folder:
             raise DreamvidError(f"output {self.path} is a file, not a folder of frames: choose another output=")
+        if folder and self.kind != "png":
+            raise DreamvidError(f"output {self.path} is a folder, not a {self.kind} file: choose another output=")
         if folder:
             others = sorted(n for n in os.listdir(self.path) if not FRAME_FILE.fullmatch(n))
             if others:
@@ -200,16 +213,19 @@ class Encoder:
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {frame.shape} {frame.dtype}")
+        assert self.tmp is not None, "encoder is not open"
         if self.kind == "image":
             if self.count:
                 raise DreamvidError(f"{self.path} is one picture: a second frame needs .mp4, .gif or a folder")
-            write_image(self.tmp, frame, self.metadata, ext=os.path.splitext(self.path)[1])
+            write_image(self.tmp, frame, self.metadata, ext=os.path.splitext(self.path)[1], name=self.path)
         elif self.kind == "png":
-            import cv2
-
             name = os.path.join(self.tmp, FRAME_NAME.format(self.count))
-            if not cv2.imwrite(name, np.ascontiguousarray(frame[..., ::-1])):
-                raise DreamvidError(f"cannot write {name} (disk full or folder not writable?)")
+            try:
+                with open(name, "wb") as f:  # encoded in memory: a full disk is an OSError, with no libpng noise
+                    f.write(encode_png(frame))
+            except OSError as e:
+                full = e.errno == errno.ENOSPC
+                raise DreamvidError(f"cannot write {name}: {'the disk is full' if full else e.strerror}") from None
         else:
             assert self._proc is not None and self._proc.stdin is not None, "encoder is not open"
             try:
@@ -218,11 +234,17 @@ class Encoder:
                 raise DreamvidError(f"ffmpeg stopped while writing {self.path}: {self._ffmpeg_error()}") from None
         self.count += 1
 
-    def finish(self) -> str:
-        """Close the stream and move the finished output into place; returns its path."""
+    def finish(self, into: Optional[str] = None) -> str:
+        """Close the stream and move the finished output into place; returns where it went: its path, or
+        the name beside it that `files.place` chose because something else took the path meanwhile.
+
+        into: a path in dreamvid's own folder to finish into instead (a stopped render's partial video),
+        where whatever is there is replaced.
+        """
         if self.count == 0:
             self.abort()
             raise DreamvidError(f"no frames were produced for {self.path}")
+        assert self.tmp is not None
         if self._proc is not None:
             try:
                 self._proc.stdin.close()  # type: ignore[union-attr]
@@ -233,37 +255,40 @@ class Encoder:
                 err = self._ffmpeg_error()
                 self.abort()
                 raise DreamvidError(f"ffmpeg failed writing {self.path}: {err}")
-            self._close_log(remove=True)
+            self._proc = None
+            self._close_log()
             if self.audio and self.kind == "mp4" and not self.lossless:
-                self._mux_audio()
-        if os.path.exists(self.path) and self.overwrite:
-            self._remove(self.path)
-        files.replace(self.tmp, self.path)  # on the disk before the render's checkpoint is removed
-        return self.path
+                self._mux_audio(into)
+        try:
+            if into is not None:
+                files.remove(into)
+                files.replace(self.tmp, into)
+                return into
+            # on the disk before the render's checkpoint is removed
+            return files.place(self.tmp, self.path, self._replacing if self.overwrite else None, _discard_frames)
+        except OSError as e:
+            self.abort()
+            raise DreamvidError(f"cannot move the finished {self.path} into place: {e.strerror or e}") from None
+        finally:
+            self.tmp = None
 
     def abort(self) -> None:
-        """Stop and remove the partial output (kept when keep_partial, e.g. for an interrupted render)."""
+        """Stop ffmpeg and remove the partial output."""
         if self._proc is not None:
-            if self.keep_partial and self.count:
-                try:
-                    self._proc.stdin.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
-                self._proc.wait()
-            else:
-                self._proc.kill()
-                self._proc.wait()
+            self._proc.kill()
+            self._proc.wait()
             if self._proc.stdin is not None and not self._proc.stdin.closed:
                 try:
                     self._proc.stdin.close()
                 except OSError:  # the pipe is broken once ffmpeg is gone
                     pass
             self._proc = None
-        self._close_log(remove=True)
-        if not (self.keep_partial and self.count):
-            self._remove(self.tmp)
+        self._close_log()
+        if self.tmp is not None:
+            files.remove(self.tmp)
+            self.tmp = None
 
-    def _mux_audio(self) -> None:
+    def _mux_audio(self, into: Optional[str]) -> None:
         """Add the audio to the finished video, cut to its length.
 
         A second, quick pass: only then is the frame count known, and a slow dream never leaves
@@ -271,21 +296,25 @@ class Encoder:
         is copied (at packet precision: about 20 ms); other codecs, or a start offset, are re-encoded
         to aac, cut to the sample.
         """
+        assert self.tmp is not None
         codec = audio_codec(self.audio)  # type: ignore[arg-type]
         if codec is None:
             warnings.warn(f"{self.audio} has no audio stream; {self.path} is silent", stacklevel=3)
             return
         seconds = Fraction(self.count) / Fraction(fps_arg(self.fps))
         copy = codec in MP4_AUDIO and self.audio_start == 0
-        muxed = self.tmp + ".mux"
+        if self.scratch is not None:
+            muxed = self.tmp + ".mux"
+        else:
+            muxed = files.temp_file(os.path.dirname(self.tmp), os.path.basename(self.path))
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", self.tmp,
                "-ss", f"{self.audio_start:.6f}", "-t", f"{float(seconds):.6f}", "-i", self.audio,
                "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy"]
         cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-        cmd += self._container() + [muxed]
+        cmd += self._container(into) + [muxed]
         proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
         if proc.returncode != 0:
-            self._remove(muxed)
+            files.remove(muxed)
             self.abort()
             raise DreamvidError(f"ffmpeg failed adding the audio of {self.audio} to {self.path}: "
                                 f"{_ffmpeg_complaint(proc.stderr)}")
@@ -306,20 +335,22 @@ class Encoder:
             return "the disk is full"
         return lines[-1] if lines else "unknown error"
 
-    def _close_log(self, remove: bool) -> None:
+    def _close_log(self) -> None:
         if self._log is not None:
-            name = self._log.name
             self._log.close()
             self._log = None
-            if remove:
-                self._remove(name)
 
-    @staticmethod
-    def _remove(path: str) -> None:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
+
+def _discard_frames(folder: str) -> None:
+    """Remove an earlier PNG-folder output that overwrite=true replaces: its frames only, then the folder
+    if nothing else appeared in it."""
+    for name in os.listdir(folder):
+        if FRAME_FILE.fullmatch(name):
+            os.remove(os.path.join(folder, name))
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def audio_codec(path: str) -> Optional[str]:
@@ -717,7 +748,7 @@ def webm_copy(video: str) -> str:
     out = os.path.splitext(video)[0] + ".webm"
     if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(video):
         return out
-    tmp = out + ".partial"
+    tmp = files.temp_file(os.path.dirname(os.path.abspath(out)), os.path.basename(out))
     # Constant quality (-b:v 0 -crf) and row multithreading: a small, quick preview copy.
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", video,
            "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32",
@@ -725,8 +756,6 @@ def webm_copy(video: str) -> str:
            "-c:a", "libopus", "-f", "webm", tmp]
     proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
     if proc.returncode != 0:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        files.remove(tmp)
         raise DreamvidError(f"ffmpeg could not make {out}: {_ffmpeg_complaint(proc.stderr)}")
-    os.replace(tmp, out)
-    return out
+    return files.place(tmp, out, files.identity(out))  # an older copy is replaced

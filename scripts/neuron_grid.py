@@ -18,6 +18,7 @@ from tqdm import tqdm
 from dreamvid import neuron as N
 from dreamvid.config import ModelConfig
 from dreamvid.model import feature_net, resolve_device
+from dreamvid.files import identity  # the pictures of an earlier run are replaced
 from dreamvid.images import save_image
 from dreamvid.pipeline.neuron import ROW_TITLES, even
 from dreamvid.video import Encoder
@@ -75,12 +76,13 @@ def main(argv=None) -> int:
                     enc.write(frame)
 
         fourier = render("fourier", record)
-    save_image(out["grid.png"], N.make_grid(fourier, labels))
+    save_image(out["grid.png"], N.make_grid(fourier, labels), allowed=identity(out["grid.png"]))
     written = [out["grid.png"], out["emergence.gif"]]
     if not args.no_compare:
         pixel = render("pixel")
         save_image(out["compare.png"], N.comparison_grid([(ROW_TITLES["pixel"], pixel, labels),
-                                                         (ROW_TITLES["fourier"], fourier, labels)]))
+                                                         (ROW_TITLES["fourier"], fourier, labels)]),
+                   allowed=identity(out["compare.png"]))
         written.append(out["compare.png"])
     print("\n".join(written))
     return 0

@@ -75,12 +75,15 @@ def cfg_factory():
 
 @pytest.fixture
 def disk_events(monkeypatch):
-    """What is flushed to the disk (os.fsync, the path behind the descriptor) and renamed into place
-    (os.replace, the new name), in order. Linux only: descriptors are named through /proc."""
+    """What is flushed to the disk (os.fsync, the path behind the descriptor), renamed into place
+    (os.replace or files.move_no_clobber, the new name) and removed as a folder (os.rmdir), in order.
+    Linux only: descriptors are named through /proc."""
+    from dreamvid import files
+
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc to name a file descriptor")
     seen = []
-    fsync, rename = os.fsync, os.replace
+    fsync, rename, move, rmdir = os.fsync, os.replace, files.move_no_clobber, os.rmdir
 
     def record_fsync(fd):
         seen.append(("flush", os.readlink(f"/proc/self/fd/{fd}")))
@@ -90,6 +93,16 @@ def disk_events(monkeypatch):
         seen.append(("rename", os.fspath(b)))
         rename(a, b)
 
+    def record_move(a, b):
+        seen.append(("rename", os.fspath(b)))
+        return move(a, b)
+
+    def record_rmdir(path, *args, **kwargs):
+        seen.append(("remove", os.fspath(path)))
+        rmdir(path, *args, **kwargs)
+
     monkeypatch.setattr(os, "fsync", record_fsync)
     monkeypatch.setattr(os, "replace", record_replace)
+    monkeypatch.setattr(files, "move_no_clobber", record_move)
+    monkeypatch.setattr(os, "rmdir", record_rmdir)
     return seen

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import read_video, run_cli, start_cli, wait_for_frames
-from dreamvid.checkpoint import Checkpoint, find_state, render_key
-from dreamvid.model import DreamvidError
+from dreamvid.checkpoint import Checkpoint, find_state, read_state_file, render_key, write_state_file
+from dreamvid.errors import DreamvidError
 
 ARGS = ["debug=tiny", "frames=10", "width=96", "height=64", "dream.iterations=3", "seed=5"]
 
@@ -19,7 +19,7 @@ def test_a_damaged_checkpoint_is_one_line_and_an_output_is_claimed_by_one_render
     ck.save(0, np.zeros((8, 10, 3), np.uint8), {"x": 1})
     with pytest.raises(DreamvidError, match="frame 0 is missing or damaged"):
         ck.read_frame(0, (12, 8))  # another size than the render's
-    with open(os.path.join(ck.dir, "state.pt"), "r+b") as f:
+    with open(os.path.join(ck.dir, "state.npz"), "r+b") as f:
         f.truncate(100)
     with pytest.raises(DreamvidError, match="is damaged"):
         ck.load()
@@ -46,9 +46,9 @@ def test_checkpoint_round_trip_and_key_mismatch(tmp_path):
     assert find_state(out) == ck.dir and find_state(str(tmp_path)) == ck.dir
     with pytest.raises(DreamvidError, match="different render"):
         Checkpoint(out, "k2").load()
-    data = torch.load(os.path.join(ck.dir, "state.pt"), weights_only=False)
-    del data["format"]  # as an earlier dreamvid wrote it, whose keys differ
-    torch.save(data, os.path.join(ck.dir, "state.pt"))
+    data = read_state_file(os.path.join(ck.dir, "state.npz"))
+    data["format"] = 3  # as an earlier dreamvid wrote it, whose keys differ
+    write_state_file(os.path.join(ck.dir, "state.npz"), data)
     with pytest.raises(DreamvidError, match="earlier dreamvid"):
         Checkpoint(out, "k3").load()
     assert render_key({"a": 1, "progress": True}) == render_key({"a": 1, "progress": False})
@@ -101,14 +101,21 @@ def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
     assert not os.path.exists(str(out) + ".state")
 
 
-def test_sigint_leaves_a_playable_partial_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("signum,group,code", [
+    (signal.SIGINT, True, 130),  # Ctrl-C: the whole process group, as a terminal sends it (ffmpeg must survive it)
+    (signal.SIGTERM, False, 143),  # kill, timeout, docker stop, a cluster's pre-emption: the process alone
+    (signal.SIGHUP, True, 129),  # a closed terminal
+], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_leaves_a_playable_partial_and_resume_finishes(tmp_path, signum, group, code):
     out = tmp_path / "o.mp4"
     proc = start_cli(ARGS + [f"output={out}"], str(tmp_path))
     wait_for_frames(str(out) + ".state", 2, proc)
-    os.killpg(proc.pid, signal.SIGINT)  # the whole process group, as Ctrl-C in a terminal: ffmpeg must survive it
+    (os.killpg if group else os.kill)(proc.pid, signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert f"resume with: dreamvid resume={out}" in stderr
+    assert proc.returncode == code, stderr
+    assert "stopping after this frame" in stderr and f"resume with: dreamvid resume={out}" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert sorted(os.listdir(tmp_path)) == ["o.mp4.state"]  # no partial file, no ffmpeg log beside the output
     partial = tmp_path / "o.mp4.state" / "partial.mp4"
     meta, frames = read_video(str(partial))
     assert 2 <= len(frames) < 10
@@ -158,7 +165,7 @@ def test_a_state_reaches_the_disk_only_after_the_frames_it_counts(tmp_path, disk
     for i in range(3):
         ck.save_frame(i, frame)
     ck.save_state(2, {"t": 3})
-    state = os.path.join(ck.dir, "state.pt")
+    state = os.path.join(ck.dir, "state.npz")
     last_frame_flush = max(i for i, e in enumerate(seen) if e[0] == "flush" and e[1].endswith(".png"))
     assert {e[1] for e in seen[:last_frame_flush + 1] if e[0] == "flush"} >= {ck.frame_path(i) for i in range(3)}
     assert ("flush", os.path.dirname(ck.frame_path(0))) in seen  # the frames' names too
@@ -182,3 +189,64 @@ def test_a_folder_of_frames_counts_by_its_pictures(tmp_path):
     changed = render_key({"mode": "video"}, (str(frames),))
     (frames / "f3.png").write_bytes(b"more")
     assert len({key, changed, render_key({"mode": "video"}, (str(frames),))}) == 3
+
+
+class _Payload:
+    """A pickle that, if it were ever unpickled, would create the file named."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_reading_a_checkpoint_never_runs_code_whoever_made_it(tmp_path):
+    import pickle
+
+    ran = tmp_path / "code_ran"
+    out = tmp_path / "o.mp4"
+    # an earlier dreamvid's pickled state.pt (or one crafted to look like it) in a shared folder
+    folder = tmp_path / "o.mp4.state"
+    folder.mkdir()
+    (folder / "state.pt").write_bytes(pickle.dumps({"key": "k", "next": 1, "state": _Payload(str(ran))}))
+    r = run_cli(ARGS + ["frames=2", f"output={out}"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "earlier dreamvid, which this one does not read" in r.stderr, r.stderr
+    r = run_cli([f"resume={out}"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "earlier dreamvid" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not ran.exists() and (folder / "state.pt").exists()  # never read, never removed
+    # a state.npz whose array is an object (a pickle inside the zip): refused as damaged, not run
+    import shutil
+
+    shutil.rmtree(folder)
+    ck = Checkpoint(str(out), "k")
+    ck.save(0, np.zeros((8, 10, 3), np.uint8), {"x": 1})
+    with open(os.path.join(ck.dir, "state.npz"), "wb") as f:
+        np.savez(f, meta=np.frombuffer(b'{"key": "k", "next": 1, "state": {"$array": 0}}', np.uint8),
+                 a0=np.array([_Payload(str(ran))], dtype=object))
+    with pytest.raises(DreamvidError, match="is damaged"):
+        ck.load()
+    r = run_cli([f"resume={out}"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "is damaged" in r.stderr
+    assert not ran.exists()
+
+
+def test_weights_files_are_read_without_running_code(tmp_path):
+    import pickle
+
+    ran = tmp_path / "code_ran"
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(pickle.dumps({"conv.weight": _Payload(str(ran))}))
+    r = run_cli(ARGS + ["frames=1", f"model.weights={weights}", f"output={tmp_path / 'o.png'}"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "cannot read model weights" in r.stderr and not ran.exists(), r.stderr
+
+
+def test_a_checkpoint_state_round_trips_exactly(tmp_path):
+    state = {"t": 7, "source": np.arange(24, dtype=np.uint8).reshape(2, 4, 3), "dream": torch.rand(1, 3, 2, 4),
+             "keyframe": (0.1 + 0.2, 1e-300), "maturity": None, "names": ["a", "b"], "nested": {"x": [1.5, (2, 3)]}}
+    path = str(tmp_path / "s.npz")
+    write_state_file(path, {"state": state})
+    back = read_state_file(path)["state"]
+    assert back["t"] == 7 and back["keyframe"] == (0.1 + 0.2, 1e-300) and back["maturity"] is None
+    assert np.array_equal(back["source"], state["source"]) and back["source"].dtype == np.uint8
+    assert torch.equal(back["dream"], state["dream"]) and back["nested"] == {"x": [1.5, (2, 3)]}

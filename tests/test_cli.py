@@ -50,8 +50,8 @@ BAD = [
     (["input={tmp}/clip.MOV"], "clip.MOV is a video: mode=zoom starts from one picture; mode=video dreams a clip"),
     (["mode=video", "dream.guide={tmp}/g.webm"], "g.webm is a video: the guide is one picture"),
     (["frames=0"], "frames must be at least 1"),
-    (["fps=-5"], "fps must be positive"),
-    (["fps=0"], "fps must be positive"),
+    (["fps=-5"], "fps must be a positive number of frames per second, got -5.0"),
+    (["fps=0"], "fps must be a positive number"),
     (["width=0"], "width must be"),
     (["width=40000", "height=30000"], "too large"),
     (["motion.zoom=0"], "motion.zoom=0 must be positive"),
@@ -73,6 +73,15 @@ BAD = [
     (["frames=5", "output={tmp}/still.png"], "still.png is one picture, but frames is 5: set frames=1"),
     (["mode=video", "output={tmp}/still.jpg"], "mode=video dreams a clip into a video"),
     (["dream.guide={guide}", "output={guide}", "overwrite=true"], "output would overwrite the guide image"),
+    (["fps=inf"], "fps must be a positive number of frames per second, got inf"),
+    (["fps=nan"], "fps must be a positive number of frames per second, got nan"),
+    (["fps=5000"], "fps=5000 is more than the 1000 frames per second dreamvid writes"),
+    (["frames=1000000000"], "frames=1000000000 is more than the 1,000,000 a render may have"),
+    # a schedule over a huge length: refused before a billion frames are evaluated
+    (["frames=1000000000", "motion.angle='20*sin(2*pi*s/3)'"], "is more than the 1,000,000 a render may have"),
+    (["dream.layers=[blocks.10"], "cannot read dream.layers=[blocks.10 (no viable alternative at input '[blocks.10'): "
+                                  "a list is written [a,b]"),
+    (["motion.angle='20*sin(s)"], "cannot read motion.angle='20*sin(s)"),
 ]
 
 
@@ -207,12 +216,14 @@ def test_a_full_disk_gets_a_clear_message_and_no_output(tmp_path):
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        out = disk / "o.mp4"
-        r = run_cli(TINY + ["frames=40", "width=128", "height=96", "dream.iterations=1", f"output={out}"],
-                    cwd=str(tmp_path))
-        assert r.returncode == 2, r.stderr
-        assert "disk is full" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert not out.exists() and not (disk / "o.mp4.partial").exists()
+        for name, extra in (("o.mp4", ["frames=40"]), ("frames/", ["frames=40"]),  # a folder: no libpng noise
+                            ("still.png", ["frames=1", "width=640", "height=480"])):  # nothing left of a still
+            out = disk / name
+            r = run_cli(TINY + ["width=128", "height=96", "dream.iterations=1", f"output={out}"] + extra,
+                        cwd=str(tmp_path))
+            assert r.returncode == 2, r.stderr
+            assert "disk is full" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert os.listdir(disk) == [], os.listdir(disk)
     finally:
         subprocess.run(["umount", str(disk)])
 
@@ -253,3 +264,118 @@ def test_a_folder_of_frames_is_a_clip_and_segment_jobs_do_not_repeat_its_warning
     assert r.stderr.count("a folder of frames has no frame rate of its own: it plays at fps=12") == 1, r.stderr
     meta, frames = read_video(str(out))
     assert len(frames) == 4 and meta["fps"] == 12
+
+
+# Files of the user's at the paths a render writes beside its output: (made first, extra settings, exit status,
+# what stderr says, the files that may change)
+USERS_FILES = [
+    ({"o.mp4.state/notes.txt": "months of work"}, [], 2,
+     "o.mp4.state is not a folder dreamvid made (it holds notes.txt), and dreamvid keeps the checkpoint of o.mp4 "
+     "under that name", ()),
+    ({"o.mp4.state/notes.txt": "months of work"}, ["overwrite=true"], 0, "", ()),  # rendered beside, left there
+    ({"o.mp4.state": "a file"}, ["overwrite=true"], 2, "o.mp4.state is a file, and dreamvid keeps", ()),
+    ({"o.mp4.yaml": "my own notes"}, [], 2, "o.mp4.yaml exists and dreamvid did not write it", ()),
+    ({"o.mp4.yaml": "my own notes"}, ["overwrite=true"], 0, "", ("o.mp4.yaml",)),
+    ({"o.mp4.partial": "mine", "o.mp4.partial.log": "mine", "o.mp4.partial.mux": "mine"}, [], 0, "", ()),
+    ({"o.mp4": "a video of mine"}, [], 2, "output exists: ", ()),
+]
+
+
+@pytest.mark.parametrize("made,extra,code,message,changed", USERS_FILES,
+                         ids=[f"{next(iter(u[0]))}{'+overwrite' if u[1] else ''}" for u in USERS_FILES])
+def test_what_the_user_keeps_beside_an_output_is_never_lost(tmp_path, made, extra, code, message, changed):
+    for name, text in made.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    r = run_cli(TINY + ["frames=2", f"output={tmp_path / 'o.mp4'}"] + extra, cwd=str(tmp_path))
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) <= 1, r.stderr
+    for name, text in made.items():
+        if name not in changed:
+            assert (tmp_path / name).read_text() == text, name
+    if code == 0:
+        assert len(read_video(str(tmp_path / "o.mp4"))[1]) == 2
+        assert (tmp_path / "o.mp4.yaml").read_text().startswith("# dreamvid settings of o.mp4")
+
+
+def test_files_that_appear_while_a_render_runs_are_never_replaced(tmp_path):
+    from conftest import start_cli, wait_for_frames
+
+    out = tmp_path / "o.mp4"
+    proc = start_cli(TINY + ["frames=8", "width=96", "height=64", "dream.iterations=4", f"output={out}"],
+                     str(tmp_path))
+    wait_for_frames(str(out) + ".state", 2, proc)
+    made = {"o.mp4": "the user's video", "o.mp4.yaml": "the user's notes", "o.mp4-2.mp4": "another of theirs",
+            "o.mp4.partial": "x", "o.mp4.partial.log": "x", "o.mp4.state/notes.txt": "put in the wrong folder"}
+    for name, text in made.items():
+        (tmp_path / name).write_text(text)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr
+    kept = tmp_path / "o-2.mp4"
+    assert f"{out} appeared while dreamvid rendered and is left as it is; the finished render is {kept}" in stderr
+    for name, text in made.items():
+        assert (tmp_path / name).read_text() == text, name
+    assert len(read_video(str(kept))[1]) == 8 and (tmp_path / "o-2.mp4.yaml").read_text().count("frames: 8") == 1
+    assert sorted(os.listdir(tmp_path / "o.mp4.state")) == ["notes.txt"]  # dreamvid's own files only are gone
+
+
+def test_a_folder_that_appears_at_a_png_folder_output_is_left_and_the_frames_kept_beside(tmp_path):
+    from conftest import start_cli, wait_for_frames
+
+    out = tmp_path / "frames"
+    proc = start_cli(TINY + ["frames=6", "width=96", "height=64", "dream.iterations=4", f"output={out}/"],
+                     str(tmp_path))
+    wait_for_frames(str(out) + ".state", 2, proc)
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "the finished render is " + str(tmp_path / "frames-2") in stderr, stderr
+    assert "Traceback" not in stderr and os.listdir(out) == ["mine.txt"]
+    assert len(os.listdir(tmp_path / "frames-2")) == 6
+
+
+def test_a_render_without_output_in_a_folder_it_cannot_write_says_so(tmp_path):
+    import subprocess
+
+    from dreamvid.cli import run_folder_problem
+
+    assert run_folder_problem([], str(tmp_path)) is None
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        r = run_cli(TINY + ["frames=1"], cwd=str(ro))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"the current folder {ro} is not writable" in r.stderr and "pass output=PATH" in r.stderr
+        r = run_cli(TINY + ["-m", "seed=1,2"], cwd=str(ro))
+        assert r.returncode == 2 and "pass hydra.sweep.dir=PATH" in r.stderr, r.stderr
+        assert run_folder_problem(["output=/elsewhere/a.mp4"], str(ro)) is None
+        assert run_folder_problem(["--help"], str(ro)) is None
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
+def test_resuming_a_folder_of_frames_repeats_no_warning_about_its_rate(tmp_path):
+    import signal
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    from conftest import start_cli, wait_for_frames
+
+    (tmp_path / "shots").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        iio.imwrite(tmp_path / "shots" / f"s{i}.png", rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    out = tmp_path / "d.mp4"
+    proc = start_cli(TINY + ["mode=video", "input=shots", "dream.iterations=4", f"output={out}"], str(tmp_path))
+    wait_for_frames(str(out) + ".state", 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "no frame rate of its own" in stderr, stderr  # said once, by the render
+    r = run_cli([f"resume={out}"], cwd=str(tmp_path))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    r = run_cli([f"resume={out}"], cwd=str(tmp_path))
+    assert r.returncode == 2 and f"{out} is complete: there is nothing to resume" in r.stderr, r.stderr

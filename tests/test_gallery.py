@@ -257,3 +257,15 @@ def test_gallery_plays_in_a_real_browser(sweep, tmp_path):
     assert report["body"]["data-mp4"] == "probably", report["body"]  # Debian's chromium plays H.264 too
     assert_all_play(report, n_videos=2)
     assert len(report["sources"]) == 4  # an mp4 and its WebM copy per playable job, each played alone
+
+
+def test_a_page_or_sheet_of_the_users_in_the_sweep_folder_is_kept_and_the_gallery_written_beside(sweep):
+    mine = os.path.join(sweep, "index.html")
+    with open(mine, "w") as f:
+        f.write("<p>my notes on this sweep</p>")
+    with pytest.warns(UserWarning, match="index.html is not dreamvid's and is left as it is"):
+        made = write_gallery(sweep)
+    assert made["html"] == os.path.join(sweep, "index-2.html") and open(mine).read() == "<p>my notes on this sweep</p>"
+    again = write_gallery(sweep)  # made again: its own files are replaced, the user's still kept
+    assert again == {"sheet": os.path.join(sweep, "contact_sheet.png"), "html": os.path.join(sweep, "index-2.html")}
+    assert 'src="contact_sheet.png"' in open(again["html"]).read()

@@ -38,7 +38,7 @@ def test_a_rerun_dreams_only_the_missing_segments(two_scenes, tmp_path):
     out = tmp_path / "out.mp4"
     args = ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
     # a segment job that fails (its checkpoint folder cannot be made) leaves the others finished
-    os.makedirs(S.folder(str(out)))
+    S.claim(str(out))  # dreamvid's own segments' folder, as the run makes it
     blocker = S.segment_path(str(out), 2) + ".state"
     open(blocker, "w").close()
     r = run_cli(args, cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
@@ -74,7 +74,8 @@ def test_resume_of_a_segmented_render_says_to_run_the_same_command(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_stops_the_jobs_keeps_finished_segments_and_the_same_command_finishes(two_scenes, tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stop_stops_the_jobs_keeps_finished_segments_and_the_same_command_finishes(two_scenes, tmp_path, stop):
     import signal
 
     from conftest import start_cli, wait_for_frames
@@ -83,9 +84,12 @@ def test_ctrl_c_stops_the_jobs_keeps_finished_segments_and_the_same_command_fini
     args = ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = start_cli(args, str(tmp_path), env={"OMP_NUM_THREADS": "1"})
     wait_for_frames(S.segment_path(str(out), 1) + ".state", 1, proc, timeout=180)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the parent and the job that is dreaming
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's process group: the parent, which passes it on
+    else:
+        proc.send_signal(signal.SIGTERM)  # `kill` or a cluster: the parent alone, which passes it to the jobs
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
+    assert proc.returncode == (130 if stop == "ctrl-c" else 143), stderr[-2000:]
     assert "finished segments are kept" in stderr and "Traceback" not in stderr
     assert os.path.exists(S.segment_path(str(out), 0)) and not out.exists()
     r = run_cli(args, cwd=str(tmp_path), env={"OMP_NUM_THREADS": "1"})
@@ -96,7 +100,7 @@ def test_ctrl_c_stops_the_jobs_keeps_finished_segments_and_the_same_command_fini
 def test_a_truncated_clip_is_planned_to_its_last_good_frame_and_said_so(tmp_path):
     from conftest import make_config
 
-    from dreamvid.model import DreamvidError
+    from dreamvid.errors import DreamvidError
     from dreamvid.pipeline import run
 
     src = write_clip(tmp_path / "long.mp4", panning(n=30, w=48, h=32, speed=0.5))
@@ -147,3 +151,14 @@ def test_jobs_on_a_clusters_nodes_are_not_judged_by_this_machines_device(launche
         assert jobs_run_elsewhere() == elsewhere
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_a_folder_of_the_users_named_like_the_segments_folder_is_refused_and_kept(two_scenes, tmp_path):
+    out = tmp_path / "out.mp4"
+    mine = tmp_path / "out.mp4.segments"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    r = run_cli(ARGS + [f"input={two_scenes}", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+                cwd=str(tmp_path))
+    assert r.returncode == 2 and "out.mp4.segments is not a folder dreamvid made (it holds notes.txt)" in r.stderr
+    assert os.listdir(mine) == ["notes.txt"] and not out.exists()

@@ -11,11 +11,12 @@ def run(cfg: Config, typed: Sequence[str] = ()) -> str:
     """Run the configured mode; returns the main output's path. `typed`: the settings the command line
     named, for warnings about those this mode ignores (not for a resumed render or a segment's job,
     which repeat a command already warned about)."""
-    if cfg.resume:
+    resuming = bool(cfg.resume)
+    if resuming:
         cfg = resumed_config(cfg)
     cfg = with_frames(absolute_inputs(cfg))
     check(cfg)
-    if not cfg.resume and cfg.segment is None:
+    if not resuming and cfg.segment is None:
         warn_about_settings(cfg, typed)
     if cfg.mode == "zoom":
         from .zoom import run_zoom

@@ -1,10 +1,9 @@
 """What every mode shares: checking settings, output paths, saving the config, progress."""
 from __future__ import annotations
 
+import math
 import os
 import queue
-import signal
-import sys
 import threading
 import warnings
 from dataclasses import replace
@@ -15,18 +14,26 @@ from omegaconf import OmegaConf
 
 from ..config import MODES, Config
 from ..checkpoint import Checkpoint, CheckpointWriter, find_state, render_key, saved_config
-from ..model import RANDOM, DreamvidError
+from ..model import RANDOM
+from ..errors import DreamvidError
 from ..segments import folder as segments_folder
 from ..video import CLIP_EXTS, Encoder, TruncatedVideo, config_metadata, output_kind
 from .. import files, schedule
+from ..stopping import StopAfterFrame, exit_code
 
 
 class Interrupted(DreamvidError):
-    """The user stopped a render; what was finished is kept and can be resumed."""
+    """The user stopped a render (a signal); what was finished is kept and can be resumed."""
 
-    exit_code = 130
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 MAX_SIDE = 16384
+# A render's length and rate are bounded before any work: frames are checkpointed one file each, and every
+# schedule is checked at every frame before the first is dreamed.
+MAX_FRAMES = 1_000_000  # 23 hours at 12 fps; a longer film is dreamed in parts (mode=video first_frame=)
+MAX_FPS = 1000.0  # no screen shows more; a GIF plays at most 50
 DEFAULT_FRAMES = 36  # a zoom's length when frames is not given (a still output: 1)
 
 # Settings that may be schedules, by section; checked over every frame before a render starts.
@@ -113,8 +120,14 @@ def check(cfg: Config) -> None:
                                 f"(or leave it unset) for a still, or write .mp4, .gif or a folder for an animation")
     if cfg.frames < 1:
         raise DreamvidError(f"frames must be at least 1, got {cfg.frames}")
-    if not cfg.fps > 0:
-        raise DreamvidError(f"fps must be positive, got {cfg.fps}")
+    if cfg.frames > MAX_FRAMES:
+        raise DreamvidError(f"frames={cfg.frames} is more than the {MAX_FRAMES:,} a render may have (each frame is "
+                            f"checkpointed as a file of its own): render it in parts of at most {MAX_FRAMES:,}")
+    if not math.isfinite(cfg.fps) or not cfg.fps > 0:
+        raise DreamvidError(f"fps must be a positive number of frames per second, got {cfg.fps}")
+    if cfg.fps > MAX_FPS:
+        raise DreamvidError(f"fps={cfg.fps:g} is more than the {MAX_FPS:g} frames per second dreamvid writes "
+                            f"(no screen shows more): use fps=60, say")
     for side in ("width", "height"):
         v = getattr(cfg, side)
         if v is not None and v < 1:
@@ -151,19 +164,6 @@ def check(cfg: Config) -> None:
     validate_schedules(cfg, cfg.frames, cfg.fps)
     if cfg.mode != "neuron":
         check_per_layer_lists(cfg)
-    checks = [("motion.zoom", cfg.motion.zoom, lambda v: v > 0,
-               "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
-              ("dream.iterations", cfg.dream.iterations, lambda v: v >= 1, "must be at least 1"),
-              ("dream.octaves", cfg.dream.octaves, lambda v: v >= 1, "must be at least 1"),
-              ("dream.octave_scale", cfg.dream.octave_scale, lambda v: v > 1, "must be greater than 1"),
-              ("dream.step", cfg.dream.step, lambda v: v > 0, "must be positive"),
-              ("dream.jitter", cfg.dream.jitter, lambda v: v >= 0, "must be 0 or more")]
-    for name, value, ok, why in checks:
-        for t in range(cfg.frames if isinstance(value, str) else 1):
-            v = schedule.at(value, t, cfg.fps)
-            if not ok(v):
-                at = f" at frame {t}" if isinstance(value, str) else ""
-                raise DreamvidError(f"{name}={v:g}{at} {why}")
 
 
 def check_per_layer_lists(cfg: Config) -> None:
@@ -181,11 +181,32 @@ def check_per_layer_lists(cfg: Config) -> None:
                                     f"({'+'.join(layers)}): give one per layer{why}")
 
 
+# The ranges of scheduled settings, checked at every frame: (test, what the message says)
+RANGES: Dict[str, Tuple[Callable[[float], bool], str]] = {
+    "motion.zoom": (lambda v: v > 0, "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
+    "dream.iterations": (lambda v: v >= 1, "must be at least 1"),
+    "dream.octaves": (lambda v: v >= 1, "must be at least 1"),
+    "dream.octave_scale": (lambda v: v > 1, "must be greater than 1"),
+    "dream.step": (lambda v: v > 0, "must be positive"),
+    "dream.jitter": (lambda v: v >= 0, "must be 0 or more"),
+}
+
+
 def validate_schedules(cfg: Config, frames: int, fps: float, sections: Sequence[str] = tuple(SCHEDULED)) -> None:
-    """Evaluate the scheduled settings of `sections`, and the layer weights, at every frame."""
+    """Evaluate the scheduled settings of `sections`, and the layer weights, at every frame (once each), and
+    check the ranges of those that have one."""
     for section in sections:
         for name in SCHEDULED[section]:
-            schedule.validate(getattr(getattr(cfg, section), name), f"{section}.{name}", frames, fps)
+            full = f"{section}.{name}"
+            value = getattr(getattr(cfg, section), name)
+            sched = schedule.parse(value, full)
+            seen = [sched(0, fps)] if sched.constant else schedule.values(value, max(int(frames), 1), fps, full)
+            if full in RANGES:
+                ok, why = RANGES[full]
+                bad = next((t for t, v in enumerate(seen) if not ok(v)), None)
+                if bad is not None:
+                    at = "" if sched.constant else f" at frame {bad}"
+                    raise DreamvidError(f"{full}={seen[bad]:g}{at} {why}")
     for weight in cfg.dream.layer_weights:
         schedule.validate(weight, "dream.layer_weights", frames, fps)
 
@@ -294,14 +315,75 @@ def config_dict(cfg: Config) -> Dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def save_config(cfg: Config, output: str) -> str:
-    """Write the fully resolved config beside an output: `dream.mp4` -> `dream.mp4.yaml`."""
-    path = output.rstrip("/") + ".yaml"
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    files.replace(tmp, path)
-    return path
+# The first line of every settings file dreamvid writes: how it knows one as its own
+CONFIG_HEADER = "# dreamvid settings"
+CONFIG_KEYS = {"mode", "model", "dream", "motion", "speed"}  # an earlier dreamvid's settings file, without the line
+
+
+def config_path(output: str) -> str:
+    """Where an output's settings go: `dream.mp4` -> `dream.mp4.yaml`."""
+    return output.rstrip("/").rstrip(os.sep) + ".yaml"
+
+
+def _written_by_dreamvid(path: str) -> bool:
+    try:
+        if os.path.getsize(path) > 1 << 20:
+            return False
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if text.startswith(CONFIG_HEADER):
+        return True
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and CONFIG_KEYS <= set(data)
+
+
+def claim_config_file(output: str, overwrite: bool) -> Optional[files.Identity]:
+    """What may be replaced at the output's settings file (`config_path`) when the render ends: a settings
+    file dreamvid wrote, anything with overwrite=true, nothing when it is not there. A file of the user's
+    is refused in one line, before any work."""
+    path = config_path(output)
+    found = files.identity(path)
+    if found is None:
+        return None
+    if found.folder:
+        raise DreamvidError(f"{path} is a folder, and dreamvid writes the settings of {os.path.basename(output)} "
+                            f"to a file of that name: move it away, or choose another output=")
+    if overwrite or _written_by_dreamvid(path):
+        return found
+    raise DreamvidError(f"{path} exists and dreamvid did not write it, but it writes the settings of "
+                        f"{os.path.basename(output.rstrip('/'))} there: move it away, choose another output=, or "
+                        f"pass overwrite=true to replace it")
+
+
+def save_config(cfg: Config, output: str, allowed: Optional[files.Identity] = None,
+                scratch: Optional[str] = None) -> str:
+    """Write the fully resolved config beside an output: `dream.mp4` -> `dream.mp4.yaml`, replacing only
+    `allowed` (`claim_config_file`); returns where it went (`files.place`). `scratch`: a folder of
+    dreamvid's own for the temporary file."""
+    path = config_path(output)
+    if scratch is not None:
+        tmp = os.path.join(scratch, "config.partial")
+    else:
+        tmp = files.temp_file(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{CONFIG_HEADER} of {os.path.basename(output.rstrip('/'))}\n")
+            f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        written = files.place(tmp, path, allowed)
+    except OSError as e:
+        files.remove(tmp)
+        raise DreamvidError(f"cannot write {path}: {e.strerror or e}") from None
+    if written != path:
+        warnings.warn(f"{path} appeared while dreamvid rendered and is left as it is; the settings are in "
+                      f"{written}", stacklevel=2)
+    return written
 
 
 def progress(total: Optional[int], desc: str, enabled: bool, initial: int = 0, unit: str = "frame"):
@@ -309,29 +391,6 @@ def progress(total: Optional[int], desc: str, enabled: bool, initial: int = 0, u
 
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, initial=initial,
                 dynamic_ncols=True, leave=True)
-
-
-class _StopOnSigint:
-    """The first Ctrl-C asks the render to stop after the current frame; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ndreamvid: stopping after this frame (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> "_StopOnSigint":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 # produce(start, state) yields (frame, state for the next frame) for frames start, start + 1, ...
@@ -345,28 +404,36 @@ def render(cfg: Config, out: str, width: int, height: int, fps: Any, total: int,
     """Encode `total` frames from `produce` into `out`, checkpointing each finished frame.
 
     A checkpoint of the same render (same settings and inputs) is resumed: its frames are re-encoded
-    and `produce` continues after the last one. Ctrl-C stops after the current frame and leaves a
-    playable partial output in the checkpoint folder. A source that ends early (`TruncatedVideo`
-    from `produce`) finishes the output with the frames dreamed, then says where decoding stopped.
+    and `produce` continues after the last one. A stop signal (Ctrl-C, SIGTERM, SIGHUP) stops after the
+    current frame and leaves a playable partial output in the checkpoint folder. A source that ends
+    early (`TruncatedVideo` from `produce`) finishes the output with the frames dreamed, then says where
+    decoding stopped. What the render writes beside `out` (its settings, its checkpoint folder) is
+    claimed before any work, and nothing there of anybody else's is replaced: a file made at `out`
+    while the render ran stays, and the render is kept beside it (an error says where).
     frame_bar: False when `produce` shows its own progress (a single frame's steps).
     """
     cfg = replace(cfg, output=out)  # the saved config says where this output is
     config = config_dict(cfg)
-    ck = Checkpoint(out, render_key(config, tuple(inputs)), config)
+    settings = claim_config_file(out, cfg.overwrite)
+    ck = Checkpoint(out, render_key(config, tuple(inputs)), config, overwrite=cfg.overwrite)
     ck.lock()  # before anything is read or removed: another render of this output is refused
     try:
         loaded = ck.load()
         start, state = loaded if loaded else (0, None)
         enc = Encoder(out, width, height, fps, audio=audio, audio_start=audio_start,
-                      metadata=config_metadata(config), overwrite=cfg.overwrite, lossless=lossless)
+                      metadata=config_metadata(config), overwrite=cfg.overwrite, lossless=lossless,
+                      scratch=ck.scratch)
         enc.open()
         stopped = _encode(enc, ck, total, start, state, produce, cfg.progress and frame_bar, label,
                           resume_hint or f"dreamvid resume={out}")
-        enc.finish()
-        save_config(cfg, out)
+        final = enc.finish()
+        save_config(replace(cfg, output=final), final, settings if final == enc.path else None, scratch=ck.scratch)
         ck.clear()
     finally:
         ck.unlock()
+    if final != enc.path:
+        raise DreamvidError(f"{enc.path} appeared while dreamvid rendered and is left as it is; the finished render "
+                            f"is {final}")
     if stopped is not None:
         raise DreamvidError(f"{stopped}; the {stopped.frames} frames dreamed are in {out}")
     return out
@@ -379,7 +446,7 @@ def _encode(enc: Encoder, ck: Checkpoint, total: int, start: int, state: Any, pr
     writer = CheckpointWriter(ck)
     stopped: Optional[TruncatedVideo] = None
     try:
-        with progress(total, label, show, initial=min(start, total)) as bar, _StopOnSigint() as stop:
+        with progress(total, label, show, initial=min(start, total)) as bar, StopAfterFrame() as stop:
             for i in range(min(start, total)):
                 enc.write(ck.read_frame(i, (enc.width, enc.height)))
             t = start
@@ -389,9 +456,9 @@ def _encode(enc: Encoder, ck: Checkpoint, total: int, start: int, state: Any, pr
                     enc.write(frame)
                     bar.update(1)
                     t += 1
-                    if stop.requested and t < total:
+                    if stop.requested is not None and t < total:
                         writer.close()
-                        _stop_partial(enc, ck, t, total, resume)
+                        _stop_partial(enc, ck, t, total, resume, stop.requested)
             except TruncatedVideo as e:
                 stopped = e  # keep what was dreamed: the output is finished below
         writer.close()
@@ -402,12 +469,11 @@ def _encode(enc: Encoder, ck: Checkpoint, total: int, start: int, state: Any, pr
     return stopped
 
 
-def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: str) -> None:
+def _stop_partial(enc: Encoder, ck: Checkpoint, done: int, total: int, resume: str, signum: int) -> None:
     ext = ".mkv" if enc.lossless else "" if enc.kind == "png" else os.path.splitext(enc.path)[1].lower()
-    enc.path, enc.overwrite = os.path.join(ck.dir, "partial" + ext), True
-    partial = enc.finish()
+    partial = enc.finish(into=os.path.join(ck.dir, "partial" + ext))
     raise Interrupted(f"stopped after {done} of {total} frames; partial video: {partial}; "
-                      f"resume with: {resume}")
+                      f"resume with: {resume}", exit_code(signum))
 
 
 def resumed_config(cfg: Config) -> Config:

@@ -9,12 +9,13 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from .. import fast
+from .. import fast, files
 from .. import neuron as N
 from ..config import Config
 from ..images import save_image
-from ..model import DreamvidError, feature_net, resolve_device
-from .common import save_config
+from ..model import feature_net, resolve_device
+from ..errors import DreamvidError
+from .common import claim_config_file, save_config
 
 DEFAULT_FOLDER = "neuron_out"
 ROW_TITLES = {"pixel": "without prior: plain pixels", "fourier": "with prior: decorrelated Fourier"}
@@ -97,12 +98,15 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
              "images": [os.path.join(folder, f"channel_{c:04d}.png") for c in channels],
              "video": os.path.join(folder, "optimisation.mp4") if n.record_every > 0 else None,
              "compare": os.path.join(folder, "compare.png") if n.compare else None}
-    planned = [paths["grid"], *paths["images"], paths["video"], paths["compare"]]
+    planned = [p for p in (paths["grid"], *paths["images"], paths["video"], paths["compare"]) if p is not None]
     if not cfg.overwrite:
         for p in planned:
-            if p is not None and os.path.exists(p):
+            if os.path.lexists(p):
                 raise DreamvidError(f"output exists: {p} (pass overwrite=true to replace it, "
                                     f"or choose another output=)")
+    # what overwrite=true may replace: the files there now (not one that appears while the channels render)
+    allowed = {p: files.identity(p) for p in planned}
+    settings = claim_config_file(paths["grid"], cfg.overwrite)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -128,26 +132,42 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
         return N.to_uint8(images)
 
     results: Dict[str, List[np.ndarray]] = {}
+    video = None
     with bar:
         if paths["video"] is not None:
             from ..video import Encoder
 
             frame = even(N.titled(np.zeros(N.grid_size(len(channels), n.size, n.size) + (3,), np.uint8), ""))
-            with Encoder(paths["video"], frame.shape[1], frame.shape[0], cfg.fps, overwrite=cfg.overwrite) as enc:
+            enc = Encoder(paths["video"], frame.shape[1], frame.shape[0], cfg.fps, overwrite=cfg.overwrite)
+            enc.open()
+            try:
                 results[n.param] = render(n.param, enc)
+            except BaseException:
+                enc.abort()
+                raise
+            video = enc.finish()
         else:
             results[n.param] = render(n.param)
         for param in params[1:]:
             results[param] = render(param)
 
     images = results[n.param]
+    kept = []  # (the name asked for, where it went) for each file whose name was taken while rendering
     for path, img in zip(paths["images"], images):
-        save_image(path, img)
-    save_image(paths["grid"], N.make_grid(images, labels))
-    save_config(cfg, paths["grid"])
+        kept.append((path, save_image(path, img, allowed=allowed[path])))
+    kept.append((paths["grid"], save_image(paths["grid"], N.make_grid(images, labels), allowed=allowed[paths["grid"]])))
+    save_config(cfg, paths["grid"], settings)
     if paths["compare"] is not None:
         rows = [(ROW_TITLES[p], results[p], labels) for p in ("pixel", "fourier")]
-        save_image(paths["compare"], N.comparison_grid(rows))
+        kept.append((paths["compare"], save_image(paths["compare"], N.comparison_grid(rows),
+                                                  allowed=allowed[paths["compare"]])))
+    if video is not None:
+        kept.append((paths["video"], video))
+    moved = [(a, b) for a, b in kept if a != b]
+    if moved:
+        raise DreamvidError(f"{', '.join(os.path.basename(a) for a, _ in moved)} appeared in {folder} while dreamvid "
+                            f"rendered and {'are' if len(moved) > 1 else 'is'} left as {'they are' if len(moved) > 1 else 'it is'}; "
+                            f"the pictures dreamvid made instead: {', '.join(os.path.basename(b) for _, b in moved)}")
     extra = [os.path.basename(paths[k]) for k in ("compare", "video") if paths[k] is not None]
     print(f"dreamvid: {len(images)} channel image{'s' * (len(images) != 1)} "
           f"({os.path.basename(paths['images'][0])}...){''.join(', ' + e for e in extra)} in {folder}")

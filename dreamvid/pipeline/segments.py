@@ -10,7 +10,6 @@ segments that are missing; the folder is removed once the output is complete.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +18,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
+from .. import files, stopping
 from .. import segments as S
 from ..checkpoint import Checkpoint, render_key
 from ..config import Config
-from ..model import DreamvidError
+from ..errors import DreamvidError
 from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, read_frames
-from .common import Interrupted, config_dict, progress, save_config
+from .common import Interrupted, claim_config_file, config_dict, progress, save_config
 
 PLAN_WIDTH = 320  # frames are compared at most this wide to find the cuts
 # Overrides of the command that the segment jobs must not inherit (dreamvid sets its own).
@@ -97,18 +97,22 @@ def config_arguments(hc) -> List[str]:
 
 
 @contextmanager
-def _children_handle_sigint():
-    """Ctrl-C reaches the jobs (same process group), which stop after their frame; we wait for them.
+def _passed_on(proc: subprocess.Popen):
+    """A stop signal for this process (Ctrl-C, SIGTERM, SIGHUP) goes to the jobs' process group instead,
+    where each job stops after its frame like a render of its own; this process waits for them."""
+    def forward(signum, frame) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except OSError:  # the jobs have ended
+            pass
 
-    A do-nothing handler, not SIG_IGN: an ignored signal would stay ignored in the jobs.
-    """
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: None) if main else None
+    previous = {s: signal.signal(s, forward) for s in stopping.SIGNALS} if main else {}
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
@@ -129,8 +133,11 @@ def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
            *job_overrides(hc.overrides.task, hc.overrides.hydra),
            f"output={quote(out)}", "segment=" + ",".join(str(i) for i in todo),
            f"hydra.sweep.dir={quote(os.path.join(S.folder(out), 'jobs'))}", "hydra.callbacks.dreamvid.gallery=false"]
-    with _children_handle_sigint():
-        return subprocess.Popen(cmd).wait()
+    # A process group of their own (a session): a signal for dreamvid reaches them once, passed on, and the
+    # shell's own process group (a script that ran dreamvid) is never signalled.
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    with _passed_on(proc):
+        return proc.wait()
 
 
 def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
@@ -142,15 +149,18 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     """
     if os.path.exists(out) and not cfg.overwrite:
         raise DreamvidError(f"output exists: {out} (pass overwrite=true to replace it, or choose another output=)")
-    claim = Checkpoint(out, key="")
+    settings = claim_config_file(out, cfg.overwrite)
+    claim = Checkpoint(out, key="", overwrite=cfg.overwrite)
     claim.lock()
     try:
-        return _run_segmented(cfg, meta, out, size, total)
+        S.claim(out, cfg.overwrite)
+        return _run_segmented(cfg, meta, out, size, total, settings)
     finally:
         claim.unlock()
 
 
-def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
+def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int,
+                   settings: Optional[files.Identity]) -> str:
     config = config_dict(replace(cfg, output=out))  # the saved config says where this output is
     key = plan_key(cfg)
     again = "run the same command again" + ("" if cfg.output else f" with output={out}")
@@ -168,9 +178,9 @@ def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int]
         print(f"dreamvid: {len(plan)} segment{'s' * (len(plan) != 1)}, dreaming {len(todo)} of them as jobs "
               f"(jobs' folders: {os.path.join(S.folder(out), 'jobs')})", flush=True)
         rc = launch(cfg, out, todo)
-        if rc == 130:
+        if rc > 128 or rc < 0:  # a signal stopped the jobs (as 128 + its number, or Popen's -number)
             raise Interrupted(f"stopped; the finished segments are kept in {S.folder(out)}: {again} "
-                              f"to dream the rest")
+                              f"to dream the rest", rc if rc > 128 else stopping.exit_code(-rc))
     missing = [s.index for s in plan if not os.path.exists(S.segment_path(out, s.index))]
     if missing:
         raise DreamvidError(f"segments {', '.join(map(str, missing))} of {len(plan)} did not finish (logs in "
@@ -178,14 +188,23 @@ def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int]
     w, h = size
     readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
     sources = read_frames(meta.path, size, plan[-1].end, meta=meta)[1]  # for the dissolves
-    with Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None, audio_start=meta.start,
-                 metadata=config_metadata(config), overwrite=cfg.overwrite) as enc, \
-            progress(plan[-1].end, "joining", cfg.progress) as bar:
-        for frame in S.join(plan, readers, sources):
-            enc.write(frame)
-            bar.update(1)
-    save_config(replace(cfg, output=out), out)
-    shutil.rmtree(S.folder(out), ignore_errors=True)
+    enc = Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None, audio_start=meta.start,
+                  metadata=config_metadata(config), overwrite=cfg.overwrite, scratch=S.folder(out))
+    enc.open()
+    try:
+        with progress(plan[-1].end, "joining", cfg.progress) as bar:
+            for frame in S.join(plan, readers, sources):
+                enc.write(frame)
+                bar.update(1)
+    except BaseException:
+        enc.abort()
+        raise
+    final = enc.finish()
+    save_config(replace(cfg, output=final), final, settings if final == out else None, scratch=S.folder(out))
+    S.release(out)
+    if final != out:
+        raise DreamvidError(f"{out} appeared while dreamvid rendered and is left as it is; the finished render "
+                            f"is {final}")
     if note:
         raise DreamvidError(f"{note}; the {plan[-1].end} frames dreamed are in {out}")
     return out
