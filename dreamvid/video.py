@@ -9,19 +9,22 @@ never leaves a file that looks finished.
 from __future__ import annotations
 
 import errno
+import functools
+import heapq
+import itertools
 import json
+import math
 import os
 import re
 import subprocess
 import tempfile
 import warnings
-from array import array
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -294,7 +297,8 @@ class Encoder:
         A second, quick pass: only then is the frame count known, and a slow dream never leaves
         ffmpeg buffering a whole soundtrack while it waits for frames. Audio the mp4 container holds
         is copied (at packet precision: about 20 ms); other codecs, or a start offset, are re-encoded
-        to aac, cut to the sample.
+        to aac, cut to the sample. The cut is made on the decoded sound (atrim), never by seeking in the
+        source: seeking an AVI drops the sound after it (AC3 in an AVI lost all but its first second).
         """
         assert self.tmp is not None
         codec = audio_codec(self.audio)  # type: ignore[arg-type]
@@ -308,9 +312,13 @@ class Encoder:
         else:
             muxed = files.temp_file(os.path.dirname(self.tmp), os.path.basename(self.path))
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", self.tmp,
-               "-ss", f"{self.audio_start:.6f}", "-t", f"{float(seconds):.6f}", "-i", self.audio,
-               "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy"]
-        cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+               "-i", self.audio, "-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy",
+               "-t", f"{float(seconds):.6f}"]
+        if copy:
+            cmd += ["-c:a", "copy"]
+        else:
+            trim = f"atrim=start={self.audio_start:.6f},asetpts=PTS-STARTPTS" if self.audio_start else "anull"
+            cmd += ["-af", trim, "-c:a", "aac", "-b:a", "192k"]
         cmd += self._container(into) + [muxed]
         proc = subprocess.run(cmd, capture_output=True, text=True, **OWN_SESSION)
         if proc.returncode != 0:
@@ -354,30 +362,16 @@ def _discard_frames(folder: str) -> None:
 
 
 def audio_codec(path: str) -> Optional[str]:
-    """The codec of a media file's first audio stream, or None when it has none."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, text=True,
-                          **OWN_SESSION)
-    m = re.search(r"Stream #\d+:\d+\S*: Audio: (\w+)", proc.stderr)
-    return m.group(1) if m else None
+    """The codec of a media file's first audio stream ("aac", "mp3", "opus"...), or None when it has none."""
+    with _open(path) as container:
+        audio = next(iter(container.streams.audio), None)
+        return audio.codec_context.codec.canonical_name if audio is not None else None
 
 
 def probe_metadata(path: str) -> Dict[str, str]:
     """The container's metadata tags (e.g. the embedded config in `comment`)."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path, "-f", "ffmetadata", "-"],
-                          capture_output=True, text=True)
-    tags: Dict[str, str] = {}
-    key = None
-    for line in proc.stdout.splitlines():
-        if line.startswith(";"):
-            continue
-        if key is not None and tags[key].endswith("\\"):
-            tags[key] = tags[key][:-1] + "\n" + line
-            continue
-        if "=" in line:
-            key, value = line.split("=", 1)
-            tags[key] = value
-    return {k: v.replace("\\=", "=").replace("\\;", ";").replace("\\#", "#").replace("\\\\", "\\")
-            for k, v in tags.items()}
+    with _open(path) as container:
+        return dict(container.metadata)
 
 
 def config_metadata(config: dict) -> Dict[str, str]:
@@ -385,13 +379,19 @@ def config_metadata(config: dict) -> Dict[str, str]:
 
 
 # -- reading ------------------------------------------------------------------------------------
-# `probe` reads the container once without decoding (`-c copy` into ffmpeg's framecrc muxer, which
-# lists every packet with its timestamps); `read_frames` then decodes through one ffmpeg pipe, a frame
-# at a time, so memory stays flat however long the clip is.
+# Clips are read with PyAV (FFmpeg's own libraries). `probe` demuxes the video's packets without
+# decoding them: their timestamps give the exact rate, the frame count and the duration, and show a
+# variable rate; one frame is decoded for its orientation and its presentation time. `read_frames`
+# decodes a frame at a time, so memory stays flat however long the clip is, and places every decoded
+# frame on the clip's frame grid by its presentation time (`_on_the_grid`): a constant-rate clip
+# comes out frame for frame, a dropped frame is repeated, a variable-rate clip is resampled to a
+# constant rate, and the output lasts as long as the source whatever its container says.
 
 # Frame rates that timestamps rounded to the container's clock (webm/mkv: 1 ms) are snapped to.
 _NTSC = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
 _STANDARD = _NTSC + tuple(Fraction(k) for k in (8, 10, 12, 15, 24, 25, 30, 48, 50, 60, 90, 100, 120, 240))
+# Container formats whose "video" is a picture (a still given where a clip is needed)
+_PICTURE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "apng")
 
 
 @dataclass(frozen=True)
@@ -409,12 +409,17 @@ class VideoMeta:
     has_audio: bool = False
     audio_codec: Optional[str] = None
     audio_duration: Optional[float] = None
-    rotation: int = 0
+    rotation: int = 0  # degrees counter-clockwise the stored picture is turned to be upright
     sar: str = "1/1"  # the stored pixels' aspect ratio; width is the displayed one
     start: float = 0.0  # seconds from the file's start to the first frame: where its audio is taken from
-    truncated: Optional[str] = None  # ffmpeg's complaint when the file ends before its index says
-    indexed_frames: Optional[int] = None  # for a truncated file: about how many frames its index promises
+    truncated: Optional[str] = None  # why the file ends before its index says, when it does
+    indexed_frames: Optional[int] = None  # for a truncated file: how many frames its index promises
     pictures: Tuple[str, ...] = ()  # a folder of frames: its pictures, in order (no audio; the rate was given)
+    stream: int = 0  # the video stream's index in the file
+    clock: str = "pts"  # the packets' timestamps that give the frames' times: pts, dts (an AVI's), or none
+    origin: int = 0  # the first frame's time in the stream's ticks: frame 0 of the grid
+    tick: str = "1/1000"  # the stream's time base, seconds per tick
+    upright: str = ""  # how a decoded picture is turned upright (_UPRIGHT): "" as stored, "cclock", ...
 
     @property
     def rate(self) -> Fraction:
@@ -444,17 +449,9 @@ def _ffmpeg_complaint(text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) -> Fraction:
-    """The exact rate behind one measured from rounded timestamps: ffmpeg's own guess, or a standard rate."""
-    candidates: List[Fraction] = []
-    if reported:
-        try:
-            r = Fraction(reported.rstrip("k")) * (1000 if reported.endswith("k") else 1)
-            k = round(float(r) * 1.001)
-            # ffmpeg prints 29.97 for 30000/1001: take the NTSC rate it abbreviates
-            candidates.append(Fraction(k * 1000, 1001) if abs(float(r) - k / 1.001) < 0.006 else r)
-        except (ValueError, ZeroDivisionError):
-            pass
+def _snap_rate(measured: Fraction, reported: Optional[Fraction], tolerance: float) -> Fraction:
+    """The exact rate behind one measured from rounded timestamps: the container's own, or a standard rate."""
+    candidates: List[Fraction] = [reported] if reported else []
     candidates += sorted(_STANDARD, key=lambda c: abs(c - measured))
     for c in candidates:
         if abs(float(c - measured)) <= tolerance * float(measured):
@@ -462,20 +459,68 @@ def _snap_rate(measured: Fraction, reported: Optional[str], tolerance: float) ->
     return measured.limit_denominator(1001)
 
 
-def _ratio(text: str) -> Fraction:
-    """framecrc's sample aspect ratio, "num/den"; unknown (0/1) or unreadable means square pixels."""
+def _av_complaint(error: Exception) -> str:
+    """PyAV's error without the path it repeats: "Invalid data found when processing input"."""
+    text = getattr(error, "strerror", None) or str(error)
+    return text.split(": '", 1)[0].strip() or type(error).__name__
+
+
+def _open(path: str):
+    """The container, opened with PyAV; a file that is no media is a one-line DreamvidError."""
+    import av
+
     try:
-        r = Fraction(text.replace(":", "/"))
-    except (ValueError, ZeroDivisionError):
-        return Fraction(1)
-    return r if r > 0 else Fraction(1)
+        return av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise DreamvidError(f"cannot read {path} as a video: {_av_complaint(e)}") from None
 
 
-def _discarded(extra_columns: List[str]) -> bool:
-    """A packet the decoder drops (framecrc's flags column F=0x.. has AV_PKT_FLAG_DISCARD): the pre-roll
-    before an mp4 edit list's start, in a clip cut without re-encoding, or an encoder's priming samples."""
-    flags = next((c.strip() for c in extra_columns if c.strip().startswith("F=")), "F=0")
-    return bool(int(flags[2:], 16) & 0x4)
+def _video_stream(container: Any, path: str) -> Any:
+    """The first video stream that is not a cover picture."""
+    from av.stream import Disposition
+
+    for stream in container.streams.video:
+        if not stream.disposition & Disposition.attached_pic:
+            return stream
+    raise DreamvidError(f"{path} has no video stream (is it an audio file?)")
+
+
+# How the ffmpeg program turns a frame upright from its display matrix (ffmpeg_filter.c): its transpose
+# filter's directions, and flips, as array operations on (H, W, 3) pictures.
+_UPRIGHT: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "": lambda a: a,
+    "clock": lambda a: np.rot90(a, k=-1),  # a quarter turn clockwise
+    "cclock": lambda a: np.rot90(a, k=1),  # counter-clockwise
+    "cclock_flip": lambda a: a.transpose(1, 0, 2),  # counter-clockwise and mirrored: the transpose
+    "clock_flip": lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # clockwise and mirrored
+    "hflip": lambda a: a[:, ::-1],
+    "vflip": lambda a: a[::-1],
+    "hvflip": lambda a: a[::-1, ::-1],  # a half turn
+}
+
+
+def _orientation(frame: Any) -> Tuple[int, str]:
+    """(degrees counter-clockwise the picture is turned to be upright, the `_UPRIGHT` operation) from a
+    frame's display matrix (a phone's rotation tag), decided as the ffmpeg program decides it."""
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if matrix is None:
+        return 0, ""
+    m = np.frombuffer(bytes(matrix), np.int32)[:9].astype(np.float64) / 65536.0
+    s0, s1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if s0 == 0 or s1 == 0:
+        return 0, ""
+    theta = float(round(math.degrees(math.atan2(m[1] / s1, m[0] / s0))))  # clockwise, as ffmpeg's get_rotation
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return 270, "cclock_flip" if m[3] > 0 else "clock"
+    if abs(theta - 180) < 1:
+        flips = ("h" if m[0] < 0 else "") + ("v" if m[4] < 0 else "")
+        return 180, flips + "flip" if flips else ""
+    if abs(theta - 270) < 1:
+        return 90, "clock_flip" if m[3] < 0 else "cclock"
+    if abs(theta) > 1:  # a slanted picture (not a quarter turn): left as it is stored
+        return 0, ""
+    return 0, "vflip" if m[4] < 0 else ""
 
 
 def picture_files(folder: str) -> List[str]:
@@ -523,7 +568,7 @@ def _probe_folder(path: str, fps: Union[float, str, Fraction]) -> VideoMeta:
 
 
 def probe(path: str, fps: Union[float, str, Fraction] = 12) -> VideoMeta:
-    """Frame count, exact frame rate, duration, size and audio of a clip, read without decoding.
+    """Frame count, exact frame rate, duration, size and audio of a clip, from its packets' timestamps.
 
     A folder is a clip of its pictures (`picture_files`) at `fps` (a video file has a rate of its own;
     12 is the config's default).
@@ -535,110 +580,174 @@ def probe(path: str, fps: Union[float, str, Fraction] = 12) -> VideoMeta:
         raise DreamvidError(f"input not found: {path}")
     if os.path.isdir(path):
         return _probe_folder(path, fps)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", path, "-map", "0:V:0?", "-map", "0:a:0?",
-           "-c", "copy", "-f", "framecrc", "-"]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, **OWN_SESSION)
-        header: Dict[str, str] = {}
-        vpts = array("q")
-        vdur = array("q")
-        adur = 0
-        try:
-            for raw in proc.stdout:  # type: ignore[union-attr]
-                line = raw.decode(errors="replace")
-                if line.startswith("#"):
-                    key, _, value = line[1:].partition(":")
-                    header[key.strip()] = value.strip()
-                    continue
-                cols = line.split(",")
-                if len(cols) < 5 or _discarded(cols[6:]):
-                    continue
-                if cols[0].strip() == "0":
-                    vpts.append(int(cols[2]))
-                    vdur.append(int(cols[3]))
-                else:
-                    adur += int(cols[3])
-        finally:
-            proc.stdout.close()  # type: ignore[union-attr]
-            rc = proc.wait()
-        err.seek(0)
-        log = err.read().decode(errors="replace")
-    info = log.split("Stream mapping:")[0]
-    if "Input #0" not in info:
-        raise DreamvidError(f"cannot read {path} as a video: {_ffmpeg_complaint(log)}")
-    video_line = next((ln for ln in info.splitlines() if re.search(r"Stream #0:\d+.*: Video: ", ln)
-                       and "attached pic" not in ln), None)
-    if video_line is None or header.get("media_type 0") != "video":
-        raise DreamvidError(f"{path} has no video stream (is it an audio file?)")
-    if rc != 0 and not vpts:
-        raise DreamvidError(f"cannot read {path}: {_ffmpeg_complaint(log)}")
-    if not vpts:
-        raise DreamvidError(f"{path} has a video stream with no frames")
-    if re.search(r"Input #0, (image2|\w+_pipe)", info) and len(vpts) == 1:
-        raise DreamvidError(f"{path} is a still image, not a video: use mode=zoom input={path}")
-
-    width, height = (int(v) for v in header["dimensions 0"].split("x"))
-    sar = _ratio(header.get("sar 0", "1/1"))
+    with _open(path) as container:
+        v = _video_stream(container, path)
+        audio = next(iter(container.streams.audio), None)
+        packets = _packets(container, v, audio)
+        if container.format.name in _PICTURE_FORMATS and len(packets.pts) <= 1:
+            raise DreamvidError(f"{path} is a still image, not a video: use mode=zoom input={path}")
+        if not packets.pts:
+            raise DreamvidError(f"{path} has a video stream with no frames")
+        ctx = v.codec_context
+        tb = v.time_base or Fraction(1, 1000)
+        facts = dict(index=v.index, width=ctx.width, height=ctx.height, codec=ctx.codec.canonical_name,
+                     sar=v.sample_aspect_ratio or ctx.sample_aspect_ratio or Fraction(1), reported=v.average_rate,
+                     indexed=v.frames if container.format.name.startswith("mov,") else 0,  # exact in an mp4
+                     declared=container.duration / 1e6 if container.duration else None,
+                     stream_start=v.start_time,
+                     container_start=(container.start_time or 0) / 1e6,
+                     audio_codec=audio.codec_context.codec.canonical_name if audio is not None else None,
+                     audio_tb=audio.time_base if audio is not None else None)
+    clock, ticks, tb = _clock(packets, tb, facts["reported"])
+    rate, frames, vfr = _timing(ticks, packets.durations, tb, facts["reported"])
+    origin = min(ticks)
+    # Where the video starts in the file, against its sound: the stream's own start (an AVI's is 0, though
+    # its first frame's reconstructed pts carries the B-frames' delay), else its first frame's time
+    first = facts["stream_start"] if facts["stream_start"] is not None and clock == "pts" else origin
+    start = float(min(first, origin) * tb) - facts["container_start"]
+    audio_duration = float(packets.audio_ticks * facts["audio_tb"]) if facts["audio_tb"] else None
+    truncated, indexed = _cut_short(packets, facts, start, frames / rate, audio_duration, rate)
+    rotation, upright = _orientation(_first_frame(path, facts["index"]))
+    width, height, sar = facts["width"], facts["height"], facts["sar"]
     if sar != 1:  # non-square pixels (anamorphic): frames are read at the displayed width, square pixels
         width = max(2, 2 * round(width * sar / 2))
-    block = info[info.find(video_line) + len(video_line):].split("Stream #")[0]  # the stream's side data
-    rot = re.search(r"rotation of (-?[\d.]+) degrees", block, re.IGNORECASE)
-    rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
-    if rotation in (90, 270):  # ffmpeg turns the picture upright while decoding
+    if upright in ("clock", "cclock", "cclock_flip", "clock_flip"):  # turned upright while reading
         width, height = height, width
-    tb = Fraction(header.get("tb 0", "1/1000"))
-    reported = re.search(r", ([\d.]+k?) (?:fps|tbr)", video_line)
-    codec = video_line.split("Video: ", 1)[1].split()[0].rstrip(",")
+    return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=frames,
+                     duration=float(frames / rate), codec=facts["codec"], vfr=vfr,
+                     has_audio=facts["audio_codec"] is not None, audio_codec=facts["audio_codec"],
+                     audio_duration=audio_duration, rotation=rotation, sar=f"{sar.numerator}/{sar.denominator}",
+                     start=start if start > START_TOLERANCE else 0.0, truncated=truncated, indexed_frames=indexed,
+                     stream=facts["index"], clock=clock, origin=origin, tick=f"{tb.numerator}/{tb.denominator}",
+                     upright=upright)
 
-    n = len(vpts)
-    pts = sorted(vpts)
-    deltas = [b - a for a, b in zip(pts, pts[1:]) if b > a] or [vdur[0] or 1]
-    step = Counter(deltas).most_common(1)[0][0]
-    # within one tick of the usual step: timestamps rounded to the container's clock (webm, mkv: 1 ms)
-    regular = [d for d in deltas if abs(d - step) <= 1]
-    last = vdur[n - 1] if vdur[n - 1] > 0 else step
-    vfr = False
-    # A constant rate, allowing a few irregular steps (a dropped frame, or B-frames lost where a
-    # truncated file ends); a clip whose steps vary more often is variable-rate.
-    if len(regular) >= 0.9 * len(deltas) and all(d == step for d in regular):
+
+@dataclass
+class _Packets:
+    """What `probe` reads of a clip's packets: each video frame's pts, dts and duration (in the order they
+    are stored), every video packet counted (with those the decoder drops), the audio's length in ticks."""
+
+    pts: List[Optional[int]]
+    dts: List[Optional[int]]
+    durations: List[int]
+    stored: int = 0
+    audio_ticks: int = 0
+    damaged: Optional[str] = None  # what stopped the demuxer before the end
+
+
+def _packets(container: Any, video: Any, audio: Any) -> _Packets:
+    import av
+
+    found = _Packets([], [], [])
+    try:
+        for packet in container.demux(*[s for s in (video, audio) if s is not None]):
+            if packet.stream.index != video.index:
+                found.audio_ticks += packet.duration or 0
+            elif packet.size == 0 and packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            else:
+                found.stored += 1
+                if packet.size and not packet.is_discard:  # not an edit list's pre-roll, nor an AVI's empty chunk
+                    found.pts.append(packet.pts)
+                    found.dts.append(packet.dts)
+                    found.durations.append(packet.duration or 0)
+    except av.FFmpegError as e:  # a damaged or cut-off file: what was read before it counts
+        found.damaged = _av_complaint(e)
+    return found
+
+
+def _clock(packets: _Packets, tb: Fraction, reported: Optional[Fraction]) -> Tuple[str, List[int], Fraction]:
+    """Which of the packets' timestamps give the frames' presentation times, those times, and their unit:
+    pts; or dts, where some frames have no pts (an AVI with B-frames); or the packets' durations added up
+    (an MPEG program stream without timestamps); or, with none of these, one tick per frame at the
+    container's rate."""
+    if all(t is not None for t in packets.pts):
+        return "pts", list(packets.pts), tb  # type: ignore[arg-type]
+    if all(t is not None for t in packets.dts):
+        return "dts", list(packets.dts), tb  # type: ignore[arg-type]
+    if all(d > 0 for d in packets.durations):
+        return "duration", list(itertools.accumulate([0] + packets.durations[:-1])), tb
+    return "count", list(range(len(packets.pts))), 1 / (reported or Fraction(25))
+
+
+def _cut_short(packets: _Packets, facts: Dict[str, Any], start: float, seen: Fraction,
+               audio_duration: Optional[float], rate: Fraction) -> Tuple[Optional[str], Optional[int]]:
+    """(why the file ends before its header or index says, the frames it promises) for a cut-off file,
+    (None, None) for a whole one. An mp4's index counts its frames exactly; elsewhere the file's own
+    duration is compared with where its streams end (a few frames short is an encoder's habit, not a
+    cut: more than half a second, and 5% of the clip, is)."""
+    if facts["indexed"] and facts["indexed"] > packets.stored:
+        return packets.damaged or "the file ends before its index does", facts["indexed"]
+    declared = facts["declared"]
+    if declared:
+        ends = [start + float(seen)] + ([audio_duration] if audio_duration is not None else [])
+        missing = declared - facts["container_start"] - max(ends)
+        if missing > max(0.5, 0.05 * declared):
+            return packets.damaged or "the file ends before its header says", round((declared - start) * rate)
+    return None, None
+
+
+def _first_frame(path: str, index: int) -> Any:
+    """The clip's first decodable frame (its orientation)."""
+    import av
+
+    with _open(path) as container:
+        try:
+            for frame in container.decode(container.streams[index]):
+                return frame
+        except av.FFmpegError as e:
+            raise DreamvidError(f"no frame could be decoded from {path}: {_av_complaint(e)}") from None
+    raise DreamvidError(f"no frame could be decoded from {path}")
+
+
+def _timing(ticks: Sequence[Optional[int]], durations: Sequence[int], tb: Fraction,
+            reported: Optional[Fraction]) -> Tuple[Fraction, int, bool]:
+    """(rate, frame count, variable rate?) from the frames' presentation times in `tb` ticks.
+
+    The usual step between frames gives the rate; the span from the first frame to the end of the last
+    gives the duration, and the count is the frames of that rate in it: a dropped frame still counts
+    (it is repeated), and a variable rate is its average over the span.
+    """
+    n = len(ticks)
+    known = sorted(t for t in ticks if t is not None)
+    if len(known) < 2:  # one frame, or no timestamps at all: the container's rate
+        rate = reported or Fraction(25)
+        return rate, n, False
+    steps = [b - a for a, b in zip(known, known[1:]) if b > a]
+    if not steps:
+        return reported or Fraction(25), n, False
+    # Timestamps rounded to a coarser clock than the stream's (milliseconds in a microsecond time base):
+    # counted in that clock's ticks
+    unit = functools.reduce(math.gcd, steps)
+    steps = [d // unit for d in steps]
+    tb = tb * unit
+    step = Counter(steps).most_common(1)[0][0]
+    last = durations[ticks.index(known[-1])] // unit if known[-1] in ticks else 0
+    span = (known[-1] - known[0]) // unit + (last if 0 < last <= 4 * step else step)
+    # within one tick of the usual step: timestamps rounded to the container's clock (webm, mkv: 1 ms);
+    # where a frame lasts only a few ticks (an AVI's one), a step of one more is a dropped frame
+    regular = [d for d in steps if abs(d - step) <= (1 if step >= 8 else 0)]
+    if len(regular) >= 0.9 * len(steps) and all(d == step for d in regular):
         rate = 1 / (step * tb)
-    elif len(regular) >= 0.9 * len(deltas):
-        span = sum(regular)
-        rate = _snap_rate(Fraction(len(regular)) / (span * tb), reported.group(1) if reported else None,
-                          tolerance=2.0 / span + 1e-6)
-    else:
-        vfr = True
-        total = (pts[-1] - pts[0] + last) * tb
-        rate = (Fraction(n) / total).limit_denominator(1001)
-        n = max(1, round(total * rate))  # the frames that `-fps_mode cfr` at this rate delivers
-    has_audio = header.get("media_type 1") == "audio"
-    audio_codec = header.get("codec_id 1") if has_audio else None
-    audio_duration = float(adur * Fraction(header["tb 1"])) if has_audio and "tb 1" in header else None
-    # A video stream that starts after the file does (after its audio): the audio under the first frame
-    # is this far in. framecrc's timestamps, like -ss, count from the file's start.
-    start = float(pts[0] * tb)
-    truncated = next((_ffmpeg_complaint(ln) for ln in log.split("Stream mapping:")[-1].splitlines()
-                      if "partial file" in ln.lower() or "end of file" in ln.lower()), None)
-    indexed = None
-    if truncated:
-        # the container's duration comes from its index, written before the file was cut short
-        d = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", info)
-        indexed = round((int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3))) * rate) if d else 0
-        indexed = indexed if indexed > n else None
-    return VideoMeta(path=path, width=width, height=height, fps=fps_arg(rate), frames=n,
-                     duration=float(n / rate), codec=codec, vfr=vfr, has_audio=has_audio,
-                     audio_codec=audio_codec, audio_duration=audio_duration, rotation=rotation,
-                     sar=f"{sar.numerator}/{sar.denominator}", start=start if start > START_TOLERANCE else 0.0,
-                     truncated=truncated, indexed_frames=indexed)
+    elif len(regular) >= 0.9 * len(steps):
+        rate = _snap_rate(Fraction(len(regular)) / (sum(regular) * tb), reported, tolerance=2.0 / sum(regular) + 1e-6)
+    else:  # variable rate: resampled to its average
+        rate = (Fraction(n) / (span * tb)).limit_denominator(1001)
+        return rate, max(1, round(span * tb * rate)), True
+    # A constant rate, allowing a few irregular steps (a dropped frame, or B-frames lost where a truncated
+    # file ends): as many frames as the rate puts in the span.
+    return rate, max(1, round(span * tb * rate)), False
 
 
 def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: Optional[int] = None,
                 meta: Optional[VideoMeta] = None, start: int = 0) -> Tuple[VideoMeta, Iterator[np.ndarray]]:
     """(meta, frames): the clip's metadata, then a generator of (H, W, 3) uint8 RGB frames.
 
-    size=(width, height) resizes while decoding. A variable-frame-rate clip is resampled to its
-    average rate (`-fps_mode cfr`), which keeps its duration. Decoding that stops before the clip's
-    index says raises `TruncatedVideo` after the last good frame; ffmpeg is always reaped.
+    size=(width, height) resizes while decoding. Each decoded frame goes where its presentation time
+    puts it on the clip's grid of `meta.frames` frames at `meta.fps` (a variable-rate clip is resampled,
+    a dropped frame repeated), so the frames last as long as the source. Decoding that stops before the
+    clip's index says raises `TruncatedVideo` after the last good frame; frames the decoder reported
+    errors in (concealed) are counted in one warning at the end.
     Frames start..max_frames-1 are delivered: a video's earlier frames are decoded and dropped (the
     same frames as reading from the start), a folder's earlier pictures are not read.
     """
@@ -650,7 +759,7 @@ def read_frames(path: str, size: Optional[Tuple[int, int]] = None, max_frames: O
         raise ValueError(f"size must be positive, got {w}x{h}")
     if meta.pictures:
         return meta, _pictures(meta, int(w), int(h), max_frames, start)
-    frames = _frames(meta, int(w), int(h), max_frames)
+    frames = _decoded(meta, int(w), int(h), max_frames)
     return meta, _dropping(frames, start) if start else frames
 
 
@@ -693,54 +802,112 @@ def _pictures(meta: VideoMeta, w: int, h: int, max_frames: Optional[int], start:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _frames(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", meta.path, "-map", "0:V:0"]
-    if (w, h) != meta.size or meta.sar != "1/1":
-        shrinking = w * h < meta.width * meta.height
-        cmd += ["-vf", f"scale={w}:{h}:flags={'area' if shrinking else 'bicubic'}"]
+def _decoded(meta: VideoMeta, w: int, h: int, max_frames: Optional[int]) -> Iterator[np.ndarray]:
+    """Decode the clip and put its frames on the grid (`_on_the_grid`), turned upright and resized to w x h.
+
+    A frame's time is its packet's: the decoder returns frames in presentation order, so each frame is
+    given the earliest time among the packets sent and not yet matched (libavcodec's own reordering of
+    timestamps, done here because the times it attaches to frames are wrong where a muxer wrote them
+    wrong: a packed AVI's, a file whose pts are its dts).
+    """
+    import av
+
     wanted = meta.frames if max_frames is None else min(meta.frames, max_frames)
-    if meta.vfr:
-        # duplicate or drop frames onto the average rate's grid; the count is capped at the one
-        # probe announced (ffmpeg may pad the end with one more duplicate)
-        cmd += ["-fps_mode", "cfr", "-r", meta.fps, "-frames:v", str(wanted)]
-    else:
-        cmd += ["-fps_mode", "passthrough"] + (["-frames:v", str(wanted)] if max_frames is not None else [])
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    nbytes = w * h * 3
-    count = 0
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                bufsize=nbytes, **OWN_SESSION)
-        try:
-            limit = wanted if meta.vfr or max_frames is not None else None
-            while limit is None or count < limit:
-                buf = bytearray(nbytes)  # a fresh, writable buffer per frame: consumers may keep frames
-                if proc.stdout.readinto(buf) < nbytes:  # type: ignore[union-attr]
-                    break
-                count += 1
-                yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-            rc, log = 0, ""
-            if limit is None or count < limit:  # ffmpeg ended the stream itself: hear why
-                rc = proc.wait()
-                err.seek(0)
-                log = err.read().decode(errors="replace")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()  # type: ignore[union-attr]
-            proc.wait()
-    errors = [ln for ln in log.splitlines() if ln.strip()]  # at -loglevel error, every line is one
-    if count == 0:
-        raise DreamvidError(f"no frame could be decoded from {meta.path}: {_ffmpeg_complaint(log)}")
+    turn = _UPRIGHT[meta.upright]
+    stored = (h, w) if meta.upright in ("clock", "cclock", "cclock_flip", "clock_flip") else (w, h)  # resized first
+    damaged, delivered = 0, 0
+
+    def convert(frame: Any) -> np.ndarray:
+        shrinking = stored[0] * stored[1] < frame.width * frame.height
+        rgb = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24",
+                               interpolation="AREA" if shrinking else "BICUBIC")
+        return np.ascontiguousarray(turn(rgb))  # its own buffer: consumers may keep frames
+
+    def timed(container: Any) -> Iterator[Tuple[int, Any]]:
+        nonlocal damaged
+        stream = container.streams[meta.stream]
+        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with the dream
+        pending: List[int] = []  # the times of the packets sent, whose frames have not come out yet
+        sent, elapsed = 0, 0  # packets sent; their durations added up (clock "duration")
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:  # after the demuxer's last, empty packet, which flushed the decoder
+                return
+            except av.FFmpegError:  # damage past which nothing can be read: what the decoder holds comes out
+                try:
+                    frames = stream.codec_context.decode(None)
+                except av.FFmpegError:
+                    return
+                for frame in frames:
+                    if pending:
+                        yield heapq.heappop(pending), frame
+                return
+            if packet.size and not packet.is_discard:
+                ticks = {"pts": packet.pts, "dts": packet.dts, "duration": elapsed}.get(meta.clock, sent)
+                heapq.heappush(pending, sent if ticks is None else ticks)
+                sent += 1
+                elapsed += packet.duration or 0
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:  # a packet the decoder rejects: its frame is missing (the one before repeats)
+                damaged += 1
+                if pending:
+                    heapq.heappop(pending)
+                continue
+            for frame in frames:
+                damaged += bool(frame.is_corrupt)
+                if pending:
+                    yield heapq.heappop(pending), frame
+
+    container = _open(meta.path)
+    try:
+        origin, per_tick = meta.origin, Fraction(meta.tick)
+        grid = ((round((ticks - origin) * per_tick * meta.rate), frame) for ticks, frame in timed(container))
+        for image in _on_the_grid(grid, wanted, convert, last_lasts=not meta.truncated):
+            delivered += 1
+            yield image
+    finally:
+        container.close()
+    if delivered == 0:
+        raise DreamvidError(f"no frame could be decoded from {meta.path}")
+    expected = wanted
     if meta.indexed_frames:  # a cut-off file: its index knows the frames that are missing
-        wanted = meta.indexed_frames if max_frames is None else min(meta.indexed_frames, max_frames)
-    if count < wanted and (rc != 0 or errors or meta.truncated):
-        why = meta.truncated or _ffmpeg_complaint("\n".join(errors) or log)
-        raise TruncatedVideo(f"{meta.path} is truncated or damaged: decoding stopped after frame {count} "
-                             f"of {wanted} ({why})", frames=count, expected=wanted)
-    if errors:
-        warnings.warn(f"ffmpeg reported errors decoding {meta.path} (damaged frames may show): "
-                      f"{_ffmpeg_complaint(chr(10).join(errors))}", stacklevel=2)
+        expected = meta.indexed_frames if max_frames is None else min(meta.indexed_frames, max_frames)
+    if meta.truncated and delivered < expected:
+        raise TruncatedVideo(f"{meta.path} is truncated or damaged: decoding stopped after frame {delivered} "
+                             f"of {expected} ({meta.truncated})", frames=delivered, expected=expected)
+    if damaged:
+        warnings.warn(f"{damaged} frame{'s' * (damaged != 1)} of {meta.path} had decode errors and "
+                      f"{'were' if damaged != 1 else 'was'} concealed (damaged blocks may show)", stacklevel=2)
+
+
+def _on_the_grid(frames: Iterable[Tuple[int, Any]], count: int, convert: Callable[[Any], np.ndarray],
+                 last_lasts: bool = True) -> Iterator[np.ndarray]:
+    """Frames 0..count-1 of a clip from its decoded frames and the grid slot each one's time falls in:
+    each frame fills its slot; an empty slot repeats the frame before it (a dropped frame, a variable
+    rate's slower stretch), or the first frame before it; a second frame for the same slot is left out
+    (a faster stretch), and so is one whose time goes back. With `last_lasts` the last frame fills the
+    slots to `count`. Only the frames delivered are converted (`convert`)."""
+    slot, held, last = 0, None, -1
+    for at, frame in frames:
+        if slot >= count:
+            return
+        if at <= last:
+            continue  # its slot is filled
+        last = at
+        image = convert(frame)
+        while slot < min(at, count):  # the slots this frame's time skipped: the frame before, again
+            yield (held if held is not None else image).copy()
+            slot += 1
+        if slot < count:
+            yield image
+            slot += 1
+        held = image
+    while last_lasts and held is not None and slot < count:  # the last frame lasts to the end of the clip
+        yield held.copy()
+        slot += 1
 
 
 def webm_copy(video: str) -> str:
