@@ -128,15 +128,24 @@ def _sweeps(value: str) -> bool:
     return "," in plain or plain.startswith(("range(", "choice(", "glob(", "interval("))
 
 
-def _overrides(argv: List[str]) -> List[Tuple[str, str]]:
-    """(key, value) of each `key=value` override, skipping flags and the arguments flags take."""
-    pairs, skip = [], False
+def _words(argv: List[str]) -> List[str]:
+    """The overrides of a command line: its words that are not flags, nor the arguments flags take."""
+    words, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in FLAGS_WITH_ARGUMENT:
             skip = True
-        elif not arg.startswith("-") and "=" in arg:
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words
+
+
+def _overrides(argv: List[str]) -> List[Tuple[str, str]]:
+    """(key, value) of each `key=value` override."""
+    pairs = []
+    for arg in _words(argv):
+        if "=" in arg:
             key, value = arg.split("=", 1)
             pairs.append((key, value))
     return pairs
@@ -201,14 +210,7 @@ def _unreadable(argv: List[str]) -> Optional[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    words, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in FLAGS_WITH_ARGUMENT:
-            skip = True
-        elif not arg.startswith("-"):
-            words.append(arg)
+    words = _words(argv)
     if not words:
         return None
     parser = OverridesParser.create()

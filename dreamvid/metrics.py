@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .flow import consistency, flow_estimator, warp
+from .flow import consistency, flow_estimator, flow_pair, warp
 from .errors import DreamvidError
 from .video import probe, read_frames
 
@@ -95,8 +95,8 @@ def coherence(output: str, source: str, *, method: str = "dis", preset: str = "m
         brightness.append(float(((v1 - s1) * luma).sum(1).mean() * 255))
         if prev is not None:
             s_prev, v0, s0 = prev
-            bwd = estimate(s, s_prev)
-            mask = consistency(estimate(s_prev, s), bwd)
+            fwd, bwd = flow_pair(estimate, s_prev, s)
+            mask = consistency(fwd, bwd)
             if 1.0 - float(mask.mean()) > cut_threshold:
                 cuts.append(t)
             else:

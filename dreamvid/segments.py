@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 import numpy as np
 
 from . import files
-from .flow import consistency, flow_estimator
+from .flow import consistency, flow_estimator, flow_pair, is_flat
 from .errors import DreamvidError
 
 PLAN_FILE = "plan.json"
@@ -48,17 +48,22 @@ def find_cuts(frames: Iterable[np.ndarray], method: str = "dis", preset: str = "
               threshold: float = 0.5) -> List[int]:
     """Indices of the frames that start a new scene: more than `threshold` of their pixels unreliable.
 
-    The same forward-backward test video mode uses to restart its dream; no flow method, no cuts
-    (the frames are still read to the end, so that a damaged clip is noticed).
+    The same forward-backward test video mode uses to restart its dream; and where a run of flat frames
+    (black, a flash: `is_flat`) begins or ends, where video mode starts afresh too. No flow method, no
+    cuts (the frames are still read to the end, so that a damaged clip is noticed).
     """
     estimate = flow_estimator(method, preset)
-    cuts, prev = [], None
+    cuts, prev, prev_flat = [], None, False
     for t, frame in enumerate(frames):
+        flat = is_flat(frame)
         if prev is not None and estimate is not None:
-            mask = consistency(estimate(prev, frame), estimate(frame, prev))
-            if 1.0 - float(mask.mean()) > threshold:
+            if flat != prev_flat:
                 cuts.append(t)
-        prev = frame
+            elif not flat:
+                mask = consistency(*flow_pair(estimate, prev, frame))
+                if 1.0 - float(mask.mean()) > threshold:
+                    cuts.append(t)
+        prev, prev_flat = frame, flat
     return cuts
 
 

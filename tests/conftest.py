@@ -1,6 +1,7 @@
 """Shared fixtures: the real config composed with overrides and shrunk, helpers to read videos back."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,18 @@ def wait_for_frames(folder, n, proc, timeout=120):
             raise AssertionError(f"render ended early: {proc.communicate()}")
         time.sleep(0.01)
     raise AssertionError("render made no progress")
+
+
+@contextlib.contextmanager
+def tmpfs(path, options: str):
+    """A small tmpfs mounted at `path` for the test (a full disk, a read-only one); skips without root."""
+    os.makedirs(path, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)])
 
 
 @pytest.fixture

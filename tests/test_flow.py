@@ -94,3 +94,22 @@ def test_bad_settings_name_the_choices():
     with pytest.raises(DreamvidError, match="dis, farneback, none"):
         flow_estimator("lucas")
     assert flow_estimator("none") is None
+
+
+def test_a_pan_of_a_sixth_of_the_picture_is_followed_from_its_global_shift():
+    from skimage import data
+
+    from dreamvid.flow import flow_pair, global_shift
+
+    photo = data.rocket()  # 427x640: a real photo, with its flat sky
+    a, b = photo[150:258, 100:292], photo[150:258, 130:322]  # 192x108 frames; the picture moves 30 px left
+    assert global_shift(a, b) == pytest.approx((-30.0, 0.0), abs=0.5)
+    estimate = flow_estimator("dis", "medium")
+    plain = consistency(estimate(a, b), estimate(b, a))
+    forward, backward = flow_pair(estimate, a, b)
+    paired = consistency(forward, backward)
+    inner = forward[10:-10, 10:-40]
+    assert np.median(inner[..., 0]) == pytest.approx(-30.0, abs=0.5)
+    assert float(paired.mean()) > 0.75 > float(plain.mean())  # a "scene cut" from no motion
+    small = B, A  # a small shift is left to the plain search
+    assert np.array_equal(flow_pair(estimate, *small)[0], estimate(*small))

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..flow import FlowFn, consistency, flow_estimator, to_device, warp
+from ..flow import FlowFn, consistency, flow_estimator, flow_pair, is_flat, to_device, warp
 from ..images import to_tensor, to_uint8
 from ..model import resolve_device
 from ..errors import DreamvidError
@@ -173,7 +173,7 @@ def new_state(t: int = 0) -> Dict[str, Any]:
     """Everything carried from one frame to the next (what a checkpoint must hold).
 
     t: the next frame's index; source: the previous source frame ((H, W, 3) uint8, for the flow);
-    dream: the previous output ((1, 3, H, W) on the device); keyframe: the last fully dreamed frame's
+    dream: the previous output ((1, 3, H, W) on the device; None after a flat frame: nothing to carry); keyframe: the last fully dreamed frame's
     mean and local strength (0-255 levels), which bound the carried residual; maturity: how far each
     pixel of the previous output is dreamed ((1, 1, H, W), 0..1; None after a keyframe: 1 everywhere).
     """
@@ -182,8 +182,9 @@ def new_state(t: int = 0) -> Dict[str, Any]:
 
 def restore_state(saved: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     """A checkpoint's state (its tensors on the CPU) made ready to continue on `device`."""
-    maturity = saved.get("maturity")
-    return dict(saved, dream=saved["dream"].to(device), maturity=None if maturity is None else maturity.to(device))
+    dream, maturity = saved.get("dream"), saved.get("maturity")
+    return dict(saved, dream=None if dream is None else dream.to(device),
+                maturity=None if maturity is None else maturity.to(device))
 
 
 def with_flow(frames: Iterable[np.ndarray], estimate: Optional[FlowFn], prev: Optional[np.ndarray],
@@ -196,7 +197,7 @@ def with_flow(frames: Iterable[np.ndarray], estimate: Optional[FlowFn], prev: Op
     caller, so that decoding and flow overlap with the dreaming; the pairs are the same.
     """
     def both(a: np.ndarray, b: np.ndarray):
-        return estimate(a, b), estimate(b, a)  # type: ignore[misc]
+        return flow_pair(estimate, a, b)  # type: ignore[arg-type]
 
     def pairs(submit):
         before = prev
@@ -227,7 +228,9 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
         s = frame_settings(cfg.dream, SCHEDULED["dream"], t, fps)
         k = frame_settings(c, COHERENCE, t, fps)
         start, kind, unreliable, weight = src, "key", None, None
-        if flows is not None and state["dream"] is not None:
+        if is_flat(frame):  # black, a flash: dreamed afresh, and its dream is not carried to the next frame
+            kind = "flat"
+        elif flows is not None and state["dream"] is not None:
             fwd, bwd = (to_device(f, device) for f in flows)  # the mask and the warp on the dream's device
             mask = consistency(fwd, bwd)
             unreliable = 1.0 - float(mask.mean())
@@ -256,7 +259,7 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
             state["keyframe"] = keyframe_limits(out, src)
             state["maturity"] = None
         out = color_match(out, src, k["color_match"])
-        state.update(t=t + 1, source=frame, dream=out)
+        state.update(t=t + 1, source=frame, dream=None if kind == "flat" else out)
         prev_src = src
         yield out, {"t": t, "kind": kind, "unreliable": unreliable, "strength": strength(out, src)}
 

@@ -184,7 +184,7 @@ def check_per_layer_lists(cfg: Config) -> None:
 # The ranges of scheduled settings, checked at every frame: (test, what the message says)
 RANGES: Dict[str, Tuple[Callable[[float], bool], str]] = {
     "motion.zoom": (lambda v: v > 0, "must be positive (1 = no zoom, 1.25 = 25% closer per second)"),
-    "dream.iterations": (lambda v: v >= 1, "must be at least 1"),
+    "dream.iterations": (lambda v: v >= 0, "must be 0 or more (0: the frames are not dreamed, only moved)"),
     "dream.octaves": (lambda v: v >= 1, "must be at least 1"),
     "dream.octave_scale": (lambda v: v > 1, "must be greater than 1"),
     "dream.step": (lambda v: v > 0, "must be positive"),
