@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import numpy as np
@@ -63,37 +63,39 @@ def _split(override: str) -> Tuple[str, str]:
 
 
 def _load_yaml(path: str):
-    from omegaconf import OmegaConf
+    """A YAML file Hydra wrote into a job's folder (plain YAML), or None where it cannot be read."""
+    import yaml
 
     try:
-        return OmegaConf.load(path)
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
     except Exception:  # noqa: BLE001 - a damaged file only costs the job its details
         return None
 
 
+def _select(data: Any, dotted: str, default: Any = None) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return default
+        data = data[key]
+    return data
+
+
 def _default_output(folder: str) -> Optional[str]:
     """Where a job wrote its result when it left no job.json: its config's output, else the defaults."""
-    from omegaconf import OmegaConf
-
     cfg = _load_yaml(os.path.join(folder, ".hydra", "config.yaml"))
-    try:
-        out = OmegaConf.select(cfg, "output", default=None) if cfg is not None else None
-        mode = OmegaConf.select(cfg, "mode", default="zoom") if cfg is not None else "zoom"
-    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} cannot be resolved outside the job
-        out, mode = None, "zoom"
+    out, mode = _select(cfg, "output"), _select(cfg, "mode", "zoom")
+    if isinstance(out, str) and "${" in out:  # an interpolation (${hydra:runtime.output_dir}) of the job's own
+        out = None
     if out:
-        hydra_cfg = _load_yaml(os.path.join(folder, ".hydra", "hydra.yaml"))
-        cwd = OmegaConf.select(hydra_cfg, "hydra.runtime.cwd", default=folder) if hydra_cfg is not None else folder
+        cwd = _select(_load_yaml(os.path.join(folder, ".hydra", "hydra.yaml")), "hydra.runtime.cwd", folder)
         out = os.path.join(str(cwd), os.path.expanduser(str(out)))
         return os.path.join(out, "grid.png") if os.path.isdir(out) else out
     return os.path.join(folder, "grid.png" if mode == "neuron" else "dream.mp4")
 
 
 def _job_num(folder: str) -> Optional[int]:
-    from omegaconf import OmegaConf
-
-    hydra_cfg = _load_yaml(os.path.join(folder, ".hydra", "hydra.yaml"))
-    num = OmegaConf.select(hydra_cfg, "hydra.job.num", default=None) if hydra_cfg is not None else None
+    num = _select(_load_yaml(os.path.join(folder, ".hydra", "hydra.yaml")), "hydra.job.num")
     if num is None and os.path.basename(folder).isdigit():
         num = int(os.path.basename(folder))
     return None if num is None else int(num)

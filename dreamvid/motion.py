@@ -10,18 +10,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .errors import DreamvidError
 
 BORDERS = ("reflection", "border")
 SUPERSAMPLE = 2  # the resample runs at this multiple of the frame's size
 
 
 def per_frame_zoom(zoom_per_second: float, fps: float) -> float:
-    """Zoom factor per frame: compounding, so fps frames multiply to exactly the per-second rate."""
-    if zoom_per_second <= 0:
-        raise DreamvidError(f"motion.zoom must be positive (1 = no zoom, 1.25 = 25% per second), got {zoom_per_second}")
-    if fps <= 0:
-        raise DreamvidError(f"fps must be positive, got {fps}")
+    """Zoom factor per frame: compounding, so fps frames multiply to exactly the per-second rate. (Both
+    positive: the settings are checked at the door, `config.MotionConfig.zoom`.)"""
     return zoom_per_second ** (1.0 / fps)
 
 
@@ -49,9 +45,8 @@ def affine_theta(height: int, width: int, *, zoom: float = 1.0, angle: float = 0
 
 def transform(x: torch.Tensor, *, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0,
               cx: float = 0.5, cy: float = 0.5, border: str = "reflection") -> torch.Tensor:
-    """Resample x (B, C, H, W) by one affine map; identity settings return x unchanged."""
-    if border not in BORDERS:
-        raise DreamvidError(f"motion.border must be one of {', '.join(BORDERS)}, got {border!r}")
+    """Resample x (B, C, H, W) by one affine map; identity settings return x unchanged. border: one of
+    BORDERS (checked at the door, `config.MotionConfig.border`)."""
     if zoom == 1.0 and angle == 0.0 and tx == 0.0 and ty == 0.0:
         return x
     h, w = x.shape[-2:]

@@ -53,7 +53,7 @@ from dreamvid import fast
 from dreamvid.config import Config, DreamConfig, ModelConfig, SpeedConfig
 from dreamvid.model import RANDOM, EfficientNetLite, FeatureNet, load_backbone, resolve_device
 from dreamvid.errors import DreamvidError
-from dreamvid.pipeline.common import SCHEDULED, frame_settings
+from dreamvid.settings import frame_values
 
 # The dream layer of each model, as in the baseline of docs/benchmarks.md (inception4c, relu4_3; lite0's default).
 LAYERS = {"lite0": ["blocks.10", "blocks.8.dw"], "lite2": ["blocks.14", "blocks.11.dw"],
@@ -259,7 +259,7 @@ def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_ite
 def bench_speed(token: str, cfg: Config, x: torch.Tensor, s: dict, args, device: torch.device,
                 warm_iterations: int) -> Tuple[Dict[str, object], Optional[torch.Tensor]]:
     """(row, frame 0) of dreamvid's path with the levers of `token`; its graphs go when this returns."""
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     p = fast.plan_from_config(cfg.speed, cfg.model.name, device)
     tuned = torch.backends.cudnn.benchmark
@@ -283,7 +283,7 @@ def bench_speed(token: str, cfg: Config, x: torch.Tensor, s: dict, args, device:
 
 
 def dream_once(cfg: Config, x: torch.Tensor, s: dict, device: torch.device) -> torch.Tensor:
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     return dreamer(cfg, device)(x, 0, s)
 
@@ -298,7 +298,7 @@ def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch
     # Frame 0 on the plain path (fp32 eager, in the tiles the row used), made when a row needs it: the
     # levers must make the dream faster, not different.
     plain_cfg = bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device)
-    s = frame_settings(plain_cfg.dream, SCHEDULED["dream"], 0, plain_cfg.fps)
+    s = frame_values(plain_cfg.dream, "dream", 0, plain_cfg.fps)
     reference: Dict[int, torch.Tensor] = {}  # tile side (0: whole frame) -> the plain frame 0
     for token in args.speeds.split(","):
         cfg = bench_config(name, layers, w, h, tiled, parse_speed(token), args, device)

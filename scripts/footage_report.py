@@ -33,9 +33,6 @@ def dream(src: str, out: str, extra=()) -> float:
 
     from dreamvid import pipeline
     from dreamvid.cli import to_config
-    from dreamvid.config import register
-
-    register()
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="dreamvid.conf", version_base=None):
         cfg = to_config(compose(config_name="config", overrides=[*DREAM, *extra, f"input={src}", f"output={out}"]))
@@ -59,7 +56,6 @@ def synthetic(folder: str) -> None:
         heard = footage.clicks(footage.audio_of(out))
         sync = [1000 * (c - f / float(rate)) for c, f in zip(heard, flashes)]
         right = sum(abs(a - b) <= 1 for a, b in zip(flashes, want))
-        theirs = [1000 * (c - f / float(their_rate)) for c, f in zip(footage.clicks(footage.audio_of(plain)), their)]
         print(f"| {clip.name} | {meta.codec}, {meta.audio_codec} | {meta.fps}{' (vfr)' if meta.vfr else ''}, "
               f"{meta.frames}, {meta.duration:.3f} | {got.fps}, {got.frames}, {got.duration:.3f} | "
               f"{right} of {len(want)} | {', '.join(f'{s:+.0f}' for s in sync)} |")

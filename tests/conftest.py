@@ -14,8 +14,8 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from dreamvid.cli import to_config
-from dreamvid.config import Config, register
+from dreamvid.cli import register, to_config
+from dreamvid.config import Config
 
 register()
 torch.set_num_threads(min(2, torch.get_num_threads()))

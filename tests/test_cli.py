@@ -49,11 +49,11 @@ BAD = [
     (["input={text}"], "cannot read"),
     (["input={tmp}/clip.MOV"], "clip.MOV is a video: mode=zoom starts from one picture; mode=video dreams a clip"),
     (["mode=video", "dream.guide={tmp}/g.webm"], "g.webm is a video: the guide is one picture"),
-    (["frames=0"], "frames must be at least 1"),
-    (["fps=-5"], "fps must be a positive number of frames per second, got -5.0"),
-    (["fps=0"], "fps must be a positive number"),
-    (["width=0"], "width must be"),
-    (["width=40000", "height=30000"], "too large"),
+    (["frames=0"], "frames=0 must be between 1 and 1,000,000"),
+    (["fps=-5"], "fps=-5 must be a positive number of frames per second, at most 1000"),
+    (["fps=0"], "fps=0 must be a positive number"),
+    (["width=0"], "width=0 must be between 1 and 16384 px"),
+    (["width=40000", "height=30000"], "width=40000 must be between 1 and 16384 px (H.264's largest side)"),
     (["motion.zoom=0"], "motion.zoom=0 must be positive"),
     (["dream.iterations=-3"], "dream.iterations=-3 must be 0 or more"),
     (["model=nosuch"], "nosuch"),
@@ -63,8 +63,8 @@ BAD = [
     (["width=31", "height=64"], "width=31 is smaller than the 32 px"),  # before the odd-width warning
     (["output={tmp}/out.xyz"], "unsupported output extension"),
     (["output=/proc/forbidden/out.mp4"], "cannot create output folder"),
-    (["mode=dance"], "unknown mode"),
-    (["device=tpu"], "unknown device"),
+    (["mode=dance"], "mode=dance must be one of zoom, video, neuron"),
+    (["device=tpu"], "device=tpu must be one of auto, cpu, cuda"),
     (["dram.octaves=2"], "unknown setting dram.octaves (did you mean dream.octaves?)"),
     (["frames=abc"], "frames=abc: Value 'abc' of type 'str' could not be converted to Integer"),
     (["preset=foo"], "preset=foo is not one of the choices: bodies, dogs, eyes"),
@@ -72,12 +72,12 @@ BAD = [
     (["frames=5", "output={tmp}/still.png"], "still.png is one picture, but frames is 5: set frames=1"),
     (["mode=video", "output={tmp}/still.jpg"], "mode=video dreams a clip into a video"),
     (["dream.guide={guide}", "output={guide}", "overwrite=true"], "output would overwrite the guide image"),
-    (["fps=inf"], "fps must be a positive number of frames per second, got inf"),
-    (["fps=nan"], "fps must be a positive number of frames per second, got nan"),
-    (["fps=5000"], "fps=5000 is more than the 1000 frames per second dreamvid writes"),
-    (["frames=1000000000"], "frames=1000000000 is more than the 1,000,000 a render may have"),
+    (["fps=inf"], "fps=inf must be a positive number of frames per second"),
+    (["fps=nan"], "fps=nan must be a positive number of frames per second"),
+    (["fps=5000"], "fps=5000 must be a positive number of frames per second, at most 1000 (no screen shows more)"),
+    (["frames=1000000000"], "frames=1000000000 must be between 1 and 1,000,000 (each frame is checkpointed"),
     # a schedule over a huge length: refused before a billion frames are evaluated
-    (["frames=1000000000", "motion.angle='20*sin(2*pi*s/3)'"], "is more than the 1,000,000 a render may have"),
+    (["frames=1000000000", "motion.angle='20*sin(2*pi*s/3)'"], "must be between 1 and 1,000,000"),
     (["dream.layers=[blocks.10"], "cannot read dream.layers=[blocks.10 (no viable alternative at input '[blocks.10'): "
                                   "a list is written [a,b]"),
     (["motion.angle='20*sin(s)"], "cannot read motion.angle='20*sin(s)"),
@@ -224,14 +224,19 @@ def test_help_shows_dreamvids_usage_and_every_setting(tmp_path):
     r = run_cli(["--help"], cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("dreamvid: DeepDream") and "input=photo.jpg output=dream.png" in r.stdout
-    assert "coherence:" in r.stdout and "new_step: 1.0" in r.stdout and "powered by Hydra" not in r.stdout
+    assert "coherence:" in r.stdout and "coherence.new_step=1" in r.stdout and "powered by Hydra" not in r.stdout
+    assert "the cores nobody else uses" in r.stdout  # each setting's help line, from its declaration
     assert os.listdir(tmp_path) == []  # asking for help leaves nothing behind
-    from dreamvid.cli import GROUPS, _group_options
+    from dreamvid.cli import GROUPS, _group_options, docs_folder
 
-    listed = {line.split(":")[0]: line.split(":", 1)[1] for line in
+    listed = {line.split(":")[0]: line.split(":", 1)[1].split("   (")[0] for line in
               r.stdout.split("== Groups (group=option) ==")[1].split("==")[0].strip().splitlines()}
-    for group in GROUPS:  # the help's list of options is written by hand: it must match conf/
-        assert sorted(o.split(" (")[0].strip() for o in listed[group].split(",")) == _group_options(group), group
+    for group in GROUPS:
+        assert sorted(o.strip() for o in listed[group].split(",")) == _group_options(group), group
+    docs = docs_folder()  # the docs it names are there (in a wheel: inside the package)
+    assert docs and f"Docs (Markdown): {docs}/" in r.stdout and os.path.isfile(os.path.join(docs, "video.md"))
+    version = run_cli(["--version"], cwd=str(tmp_path))
+    assert version.returncode == 0 and version.stdout.strip() == "dreamvid 0.1.0"
 
 
 def test_frames_typed_for_a_mode_without_a_length_is_warned_about_but_not_a_presets(tmp_path):
@@ -363,3 +368,31 @@ def test_resuming_a_folder_of_frames_repeats_no_warning_about_its_rate(tmp_path)
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
     r = run_cli([f"resume={out}"], cwd=str(tmp_path))
     assert r.returncode == 2 and f"{out} is complete: there is nothing to resume" in r.stderr, r.stderr
+
+
+def test_a_preset_of_ones_own_in_the_working_folder_is_found(tmp_path):
+    (tmp_path / "conf" / "preset").mkdir(parents=True)
+    (tmp_path / "conf" / "preset" / "soft.yaml").write_text("# @package _global_\ndream:\n  step: 0.7\n"
+                                                             "  layers: [blocks.4]\n")
+    r = run_cli(TINY + ["preset=soft", "frames=1", f"output={tmp_path / 'a.png'}"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    saved = (tmp_path / "a.png.yaml").read_text()
+    assert "step: 0.7" in saved and "- blocks.4" in saved
+    r = run_cli(TINY + ["preset=nosuch"], cwd=str(tmp_path))
+    assert r.returncode == 2 and "preset=nosuch is not one of the choices: bodies, dogs, eyes, soft" in r.stderr
+
+
+def test_a_run_folder_keeps_the_warnings_and_how_the_render_ended(tmp_path):
+    r = run_cli(TINY + ["frames=1", "coherence.step=0.2"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    (log,) = tmp_path.glob("outputs/*/*/dreamvid.log")
+    text = log.read_text()
+    assert "warning: coherence.step is ignored in mode=zoom" in text and "wrote " in text.splitlines()[-1]
+
+
+def test_progress_written_to_a_file_is_a_few_lines_not_one_per_step(tmp_path):
+    r = run_cli(TINY + ["mode=neuron", "channels=[0,1]", "neuron.steps=40", "progress=true",
+                        f"output={tmp_path / 'n'}/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "neuron blocks" in ln]
+    assert 1 <= len(lines) <= 3 and "40/40 steps (100%)" in lines[-1], r.stderr

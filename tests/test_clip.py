@@ -12,8 +12,8 @@ from conftest import make_config as compose_config
 
 from dreamvid.metrics import coherence
 from dreamvid.errors import DreamvidError
-from dreamvid.pipeline.clip import (carry_maturity, matured, new_state, output_size, restore_state, run_video,
-                                    touch_up_step, video_frames)
+from dreamvid.coherence import carry_maturity, matured, touch_up_step
+from dreamvid.pipeline.clip import new_state, output_size, restore_state, run_video, video_frames
 from dreamvid.video import VideoMeta, ffmpeg_exe, probe, read_frames
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -255,7 +255,7 @@ def test_the_picture_entering_a_pan_takes_the_new_step_until_it_is_dreamed():
 def test_new_picture_grows_a_dream_like_the_rest_of_the_frame():
     """With a real network: the band entering a pan is dreamed far more with coherence.new_step than
     with the touch-up's own step, and not far beyond what a keyframe dreams there."""
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     frames = panning(n=8, speed=3.0, seed=5)
     edge = {}
@@ -273,7 +273,7 @@ def test_new_picture_grows_a_dream_like_the_rest_of_the_frame():
 def test_a_state_saved_mid_pan_continues_to_the_same_frames(tmp_path):
     """Everything frame t + 1 needs is in the state of frame t: a run split there through a saved
     state (as a checkpoint holds it) gives the frames of an unsplit run."""
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     frames = panning(n=7, speed=2.0, seed=6)
     cfg = make_config("dream.step=3")
@@ -336,12 +336,14 @@ def test_bad_input(tmp_path, input_, words):
 
 
 def test_bad_coherence_settings_name_the_choices(clip, tmp_path):
+    from dreamvid import pipeline
+
     with pytest.raises(DreamvidError, match="residual, frame"):
-        run_video(make_config(f"input={clip}", "coherence.warp=both"))
+        pipeline.run(make_config(f"input={clip}", "coherence.warp=both"))
     with pytest.raises(DreamvidError, match="ultrafast, fast, medium"):
-        run_video(make_config(f"input={clip}", "flow.preset=slow"))
-    with pytest.raises(DreamvidError, match=r"coherence.new_step must be 0 or more .* got -1"):
-        run_video(make_config(f"input={clip}", "coherence.new_step='0:(1), 4:(-1)'"))
+        pipeline.run(make_config(f"input={clip}", "flow.preset=slow"))
+    with pytest.raises(DreamvidError, match=r"coherence.new_step=-0.5 at frame 3 must be 0 or more"):
+        pipeline.run(make_config(f"input={clip}", "coherence.new_step='0:(1), 4:(-1)'"))
 
 
 def test_command_line_end_to_end(clip, tmp_path):

@@ -152,7 +152,7 @@ def test_dream_takes_a_step_function(feats):
 
 
 def test_dreamer_uses_the_fast_path_and_matches_plain_on_a_cpu(cfg_factory):
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     x = image()
     s = {"octaves": 2, "octave_scale": 1.4, "iterations": 2, "step": 1.5, "jitter": 8, "guide_weight": 1.0}
@@ -273,7 +273,7 @@ def test_bf16_channels_last_graphed_steps_equal_their_eager_steps_on_cuda():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_graphs_replay_each_frames_scheduled_layer_weights_on_cuda(cfg_factory):
-    from dreamvid.pipeline.zoom import dreamer
+    from dreamvid.pipeline.dreamer import dreamer
 
     layers = ["blocks.4", "blocks.6"]
     cfg = cfg_factory("model.layers=[blocks.4,blocks.6]", "dream.layer_weights=[1,'0:(0), 4:(2)']",

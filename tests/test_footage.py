@@ -3,9 +3,7 @@ sound in sync (flashes and clicks at known frames, found again in the output); r
 the project; damaged frames, fades from black."""
 from __future__ import annotations
 
-import os
 import subprocess
-from fractions import Fraction
 
 import numpy as np
 import pytest

@@ -13,10 +13,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from dreamvid import neuron as N
-from dreamvid.config import Config, register
+from dreamvid.cli import register
+from dreamvid.config import Config, NeuronConfig
 from dreamvid.model import feature_net
 from dreamvid.errors import DreamvidError
-from dreamvid.pipeline.neuron import output_dir, run_neuron
+from dreamvid.pipeline.neuron import output_paths, run_neuron
 
 LAYER = "blocks.7"  # 80 channels, stride 16: quick on a CPU and already selective
 CHANNELS = [3, 17, 42]
@@ -293,14 +294,29 @@ def test_grid_cells_are_the_channel_images(tmp_path):
     (["neuron.size=16"], "neuron.size"),
 ])
 def test_run_neuron_rejects_bad_settings(tmp_path, overrides, message):
+    from dreamvid import pipeline
+
     with pytest.raises(DreamvidError, match=message):
-        run_neuron(neuron_config(tmp_path, *overrides))
+        pipeline.run(neuron_config(tmp_path, *overrides))
 
 
-def test_output_folder_defaults(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert output_dir(Config(mode="neuron")) == str(tmp_path / "neuron_out")
-    assert output_dir(Config(mode="neuron", output=str(tmp_path / "x"))) == str(tmp_path / "x")
-    (tmp_path / "file.png").write_bytes(b"")
-    with pytest.raises(DreamvidError, match="folder"):
-        output_dir(Config(mode="neuron", output=str(tmp_path / "file.png")))
+def test_the_output_is_a_folder_or_the_grid_with_the_channels_beside_it(tmp_path):
+    folder = output_paths(Config(mode="neuron"), str(tmp_path), [3])
+    assert (folder["grid"], folder["images"]) == (str(tmp_path / "grid.png"), [str(tmp_path / "channel_0003.png")])
+    assert output_paths(Config(mode="neuron", output=str(tmp_path / "x")), "/elsewhere", [3])["folder"] == \
+        str(tmp_path / "x")
+    named = output_paths(Config(mode="neuron", output=str(tmp_path / "look.png"), neuron=NeuronConfig(compare=True)),
+                         "/elsewhere", [3, 4])
+    assert named["grid"] == str(tmp_path / "look.png") and named["compare"] == str(tmp_path / "look_compare.png")
+    assert named["images"] == [str(tmp_path / "look_channel_0003.png"), str(tmp_path / "look_channel_0004.png")]
+    with pytest.raises(DreamvidError, match="must be a folder or a .png"):
+        output_paths(Config(mode="neuron", output=str(tmp_path / "grid.jpg")), "/elsewhere", [3])
+
+
+def test_output_name_png_writes_that_grid_and_the_channels_beside_it(tmp_path):
+    cfg = neuron_config(tmp_path, "dream.layers=[blocks.2]", "channels=[5,6]", "neuron.steps=1",
+                        f"output={tmp_path / 'look.png'}")
+    out = run_neuron(cfg)
+    assert out["grid"] == str(tmp_path / "look.png")
+    assert sorted(os.listdir(tmp_path)) == ["look.png", "look.png.yaml", "look_channel_0005.png",
+                                            "look_channel_0006.png"]

@@ -55,7 +55,7 @@ def test_a_rerun_dreams_only_the_missing_segments(two_scenes, tmp_path):
 def test_jobs_repeat_the_command_but_not_its_run_folder_output_or_segment():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dreamvid.pipeline.segments import job_overrides, quote
+    from dreamvid.cli.launch import job_overrides, quote
 
     task = ["mode=video", "input=a.mp4", "output=b.mp4", "segments=auto", "segment_frames=50", "segment=3"]
     hydra = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "hydra.run.dir=x", "hydra.mode=RUN"]
@@ -138,17 +138,19 @@ def test_jobs_on_a_clusters_nodes_are_not_judged_by_this_machines_device(launche
     from hydra import compose, initialize_config_module
     from hydra.core.hydra_config import HydraConfig
 
-    from dreamvid.pipeline.segments import jobs_run_elsewhere
+    from dreamvid.cli.launch import context
+    from dreamvid.pipeline import Context
 
     if launcher != "basic":
         pytest.importorskip({"parallel": "hydra_plugins.hydra_joblib_launcher",
                              "slurm": "hydra_plugins.hydra_submitit_launcher"}[launcher])
-    assert not jobs_run_elsewhere()  # no Hydra: jobs run in this process
+    assert not Context().elsewhere  # no command line: jobs run in this process
     with initialize_config_module("dreamvid.conf", version_base=None):
-        cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+        cfg = compose("config", [f"hydra/launcher={launcher}", "hydra.runtime.output_dir=/tmp"],
+                      return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     try:
-        assert jobs_run_elsewhere() == elsewhere
+        assert context().elsewhere == elsewhere
     finally:
         HydraConfig.instance().cfg = None
 

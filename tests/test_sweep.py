@@ -16,6 +16,7 @@ from conftest import read_video, run_cli
 from test_gallery import assert_all_play, browser_check
 
 from dreamvid import cli, model, sweep
+from dreamvid.cli import callbacks
 from dreamvid.gallery import main as gallery_main, sheet_layout
 
 TINY = ["debug=tiny"]
@@ -141,10 +142,10 @@ def test_an_unexpected_crash_in_one_job_keeps_its_traceback(monkeypatch, tmp_pat
 
     real = pipeline.run
 
-    def flaky(cfg, typed=()):
+    def flaky(cfg, typed=(), context=None):
         if cfg.seed == 1:
             raise RuntimeError("CUDA out of memory (pretend)")
-        return real(cfg, typed)
+        return real(cfg, typed, context)
 
     monkeypatch.setattr(pipeline, "run", flaky)
     assert _in_process_sweep(monkeypatch, tmp_path, "frames=1", "seed=1,2") == 1
@@ -187,9 +188,9 @@ def test_the_parallel_preset_runs_one_worker_per_gpu():
 
 def test_each_worker_claims_its_own_gpu_slot(tmp_path, monkeypatch):
     key = str(tmp_path)
-    monkeypatch.setattr(sweep, "_slot_lock", None)
+    monkeypatch.setattr(sweep, "slot_lock", None)
     assert sweep.claim_slot(key) == 0
-    held = sweep._slot_lock
+    held = sweep.slot_lock
     try:
         # another live worker of the same sweep gets the next slot; a different sweep starts at 0
         code = "import sys; from dreamvid.sweep import claim_slot; print(claim_slot(sys.argv[1]))"
@@ -218,23 +219,23 @@ def test_callback_pins_a_joblib_worker_once(monkeypatch, tmp_path):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
-    monkeypatch.setattr(sweep, "_slot_lock", None)
+    monkeypatch.setattr(sweep, "slot_lock", None)
     monkeypatch.setenv(sweep.GPUS_ENV, "2,3")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": joblib}}})
     slurm = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": "x.SlurmLauncher"}}})
-    sweep.SweepCallback().on_job_start(slurm)  # SLURM gives each job its own GPU already
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3" and sweep._slot_lock is None
-    cb = sweep.SweepCallback()
+    callbacks.SweepCallback().on_job_start(slurm)  # SLURM gives each job its own GPU already
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3" and sweep.slot_lock is None
+    cb = callbacks.SweepCallback()
     cb.on_job_start(config)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"  # slot 0
     os.environ["CUDA_VISIBLE_DEVICES"] = "2,3"
     cb.on_job_start(config)  # the same worker's next job keeps its slot and does not pin again
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
-    sweep._slot_lock.close()
+    sweep.slot_lock.close()
     shutil.rmtree(sweep.slot_folder(str(tmp_path)))
-    sweep.SweepCallback(one_gpu_per_worker=False).on_job_start(config)
+    callbacks.SweepCallback(one_gpu_per_worker=False).on_job_start(config)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 
@@ -245,7 +246,7 @@ def test_gpu_memory_is_released_between_jobs(monkeypatch, tmp_path):
     x = torch.empty(64 * 2**20, device="cuda")  # 256 MiB
     del x
     assert torch.cuda.memory_reserved() >= 256 * 2**20
-    peak = sweep._release_gpu_memory()
+    peak = sweep.release_gpu_memory()
     assert peak >= 256 and torch.cuda.memory_reserved() < 256 * 2**20
     assert torch.cuda.max_memory_allocated() < 256 * 2**20
 
@@ -254,7 +255,7 @@ def test_each_job_of_a_sweep_shows_its_own_warnings(tmp_path):
     import warnings
 
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": "x.Basic"}}})
-    cb = sweep.SweepCallback(one_gpu_per_worker=False)
+    cb = callbacks.SweepCallback(one_gpu_per_worker=False)
 
     def capped():  # one place in the code, as dream.octave_sizes warns from one line
         warnings.warn("dream.octaves=5 would shrink 96x64 below 32 px; using 2 octaves", UserWarning)

@@ -23,29 +23,29 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
+from dataclasses import replace
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .. import segments, settings
+from ..background import ahead
+from ..coherence import (bound_residual, carry, carry_maturity, color_match, keyframe_limits, matured, strength,
+                         touch_up_step)
 from ..config import Config
-from ..flow import FlowFn, consistency, flow_estimator, flow_pair, is_flat, to_device, warp
+from ..errors import DreamvidError
+from ..flow import FlowFn, consistency, flow_estimator, flow_pair, is_flat, to_device
 from ..images import to_tensor, to_uint8
 from ..model import resolve_device
-from ..errors import DreamvidError
-from .. import schedule, segments
+from ..settings import frame_values
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
-from .common import SCHEDULED, ahead, frame_settings, render, resolve_output, validate_schedules, warn_if_slow
-from .segments import jobs_run_elsewhere, plan_key, run_segmented
-from .zoom import dreamer
-
-WARPS = ("residual", "frame")
-INTERPOLATIONS = ("bicubic", "bilinear")
-LOCAL = 9  # side of the neighbourhood (pixels) whose dream strength is bounded by the keyframe's
-# coherence settings evaluated per frame (each may be a schedule)
-COHERENCE = SCHEDULED["coherence"]
-
+from .checks import warn_if_slow
+from .context import Context
+from .dreamer import dreamer
+from .outputs import resolve_output
+from .render import render
+from .segments import plan_key, run_segmented
 
 def output_size(meta: VideoMeta, width: Optional[int], height: Optional[int]) -> Tuple[int, int]:
     """(width, height) to dream at: the source's, or the one asked for; with one side given the other
@@ -57,116 +57,6 @@ def output_size(meta: VideoMeta, width: Optional[int], height: Optional[int]) ->
     if height is None:
         height = max(2, 2 * round(meta.height * width / meta.width / 2))
     return int(width), int(height)
-
-
-def check_coherence(cfg: Config) -> None:
-    c = cfg.coherence
-    if c.warp not in WARPS:
-        raise DreamvidError(f"coherence.warp must be one of {', '.join(WARPS)}, got {c.warp!r}")
-    if not 0.0 <= c.cut_threshold <= 1.0:
-        raise DreamvidError(f"coherence.cut_threshold is a fraction of the pixels, 0..1; got {c.cut_threshold}")
-    if c.interpolation not in INTERPOLATIONS:
-        raise DreamvidError(f"coherence.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
-                            f"got {c.interpolation!r}")
-    if cfg.flow.workers < 0:
-        raise DreamvidError(f"flow.workers must be 0 (flow in the dreaming thread) or more, got {cfg.flow.workers}")
-    if c.strength_cap < 0:
-        raise DreamvidError(f"coherence.strength_cap must be 0 (off) or positive, got {c.strength_cap}")
-
-
-def carry(prev_dream: torch.Tensor, prev_source: torch.Tensor, source: torch.Tensor, backward,
-          mask: torch.Tensor, *, warp_mode: str = "residual", blend: float = 1.0,
-          interpolation: str = "bicubic") -> torch.Tensor:
-    """The image frame t starts dreaming from: the previous dream warped onto it where reliable.
-
-    residual: source + blend * mask * warp(prev_dream - prev_source): the picture is always the
-    fresh source frame, only the dream's detail travels. frame: the whole previous dream is warped
-    and blended over the source with weight blend * mask. All (1, 3, H, W) in [0, 1];
-    backward is the flow t -> t-1, mask (1, 1, H, W) the reliable pixels of frame t.
-    """
-    weight = blend * mask
-    if warp_mode == "residual":
-        return (source + weight * warp(prev_dream - prev_source, backward, mode=interpolation)).clamp(0.0, 1.0)
-    if warp_mode == "frame":
-        return (source + weight * (warp(prev_dream, backward, mode=interpolation) - source)).clamp(0.0, 1.0)
-    raise DreamvidError(f"coherence.warp must be one of {', '.join(WARPS)}, got {warp_mode!r}")
-
-
-def strength(x: torch.Tensor, source: torch.Tensor) -> float:
-    """Mean absolute residual, 0-255 levels."""
-    return float((x - source).abs().mean()) * 255.0
-
-
-def local_strength(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """Mean absolute residual over each pixel's 9 x 9 neighbourhood, 0-255 levels: (1, 1, H, W)."""
-    r = (x - source).abs().mean(1, keepdim=True) * 255.0
-    return F.avg_pool2d(r, LOCAL, stride=1, padding=LOCAL // 2, count_include_pad=False)
-
-
-def keyframe_limits(x: torch.Tensor, source: torch.Tensor) -> Tuple[float, float]:
-    """(mean strength, 99th percentile of the local strength) of a fully dreamed frame."""
-    return strength(x, source), float(torch.quantile(local_strength(x, source).flatten().float(), 0.99))
-
-
-def bound_residual(x: torch.Tensor, source: torch.Tensor, mean: float, local: float) -> torch.Tensor:
-    """Scale the residual x - source down where it is stronger than a keyframe's.
-
-    Locally, no neighbourhood above `local` (repeated touch-ups otherwise dream ever deeper into the
-    regions the network likes best, such as faces); overall, a mean absolute value of at most `mean`.
-    Limits of 0 or less leave x as it is.
-    """
-    r = x - source
-    if local > 0:
-        r = r * (local / local_strength(x, source).clamp_min(1e-6)).clamp(max=1.0)
-    s = float(r.abs().mean()) * 255.0
-    if mean > 0 and s > mean:
-        r = r * (mean / s)
-    return (source + r).clamp(0.0, 1.0)
-
-
-def color_match(x: torch.Tensor, source: torch.Tensor, amount: float) -> torch.Tensor:
-    """Move x's LAB mean and standard deviation towards the source's by `amount` (0..1).
-
-    Keeps the dream's patterns while undoing a colour cast or a change of contrast.
-    """
-    import cv2
-
-    if amount <= 0:
-        return x
-    lab = [cv2.cvtColor(np.ascontiguousarray(t[0].permute(1, 2, 0).cpu().numpy(), np.float32), cv2.COLOR_RGB2LAB)
-           for t in (x, source)]
-    d, s = lab
-    dm, ds = d.mean((0, 1)), d.std((0, 1)) + 1e-6
-    sm, ss = s.mean((0, 1)), s.std((0, 1))
-    matched = (d - dm) / ds * ss + sm
-    mixed = d + min(amount, 1.0) * (matched - d)
-    rgb = cv2.cvtColor(mixed.astype(np.float32), cv2.COLOR_LAB2RGB)
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(x.device).clamp(0.0, 1.0)
-
-
-def carry_maturity(maturity: Optional[torch.Tensor], backward, mask: torch.Tensor, blend: float) -> torch.Tensor:
-    """How far each pixel of frame t is dreamed already, 0..1 (1: as far as a keyframe): frame t-1's
-    maturity (None: a keyframe's, 1 everywhere) carried along the flow where it is reliable, 0 where
-    the picture is new to frame t. Scaled by the blend like the carried dream: a blend below 1 lets
-    the dream fade every frame, and the larger step renews it. (1, 1, H, W)."""
-    weight = (blend * mask).clamp(0.0, 1.0)
-    if maturity is None:
-        return weight
-    return warp(maturity, backward) * weight
-
-
-def touch_up_step(maturity: torch.Tensor, step: float, new_step: float) -> torch.Tensor:
-    """Each pixel's touch-up step: `new_step` where nothing is dreamed yet, `step` where the dream is
-    grown, in between by maturity. (1, 1, H, W)."""
-    return step + (new_step - step) * (1.0 - maturity)
-
-
-def matured(maturity: torch.Tensor, dreamed: torch.Tensor, key_budget: float) -> torch.Tensor:
-    """Maturity after a touch-up: `dreamed` is each pixel's sum of steps (steps x step size) this frame,
-    counted against a keyframe's (octaves x iterations x step)."""
-    if key_budget <= 0:
-        return torch.ones_like(maturity)
-    return (maturity + dreamed / key_budget).clamp(0.0, 1.0)
 
 
 def new_state(t: int = 0) -> Dict[str, Any]:
@@ -225,8 +115,8 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
     for frame, flows in with_flow(frames, estimate, state["source"], cfg.flow.workers):
         t = state["t"]
         src = to_tensor(frame, device)
-        s = frame_settings(cfg.dream, SCHEDULED["dream"], t, fps)
-        k = frame_settings(c, COHERENCE, t, fps)
+        s = frame_values(cfg.dream, "dream", t, fps)
+        k = frame_values(c, "coherence", t, fps)
         start, kind, unreliable, weight = src, "key", None, None
         if is_flat(frame):  # black, a flash: dreamed afresh, and its dream is not carried to the next frame
             kind = "flat"
@@ -264,7 +154,14 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
         yield out, {"t": t, "kind": kind, "unreliable": unreliable, "strength": strength(out, src)}
 
 
-def run_video(cfg: Config) -> str:
+def in_this_process(cfg: Config, output: str, todo: Sequence[int]) -> int:
+    """The launcher of a run without one: the segments of a segments=auto render one after the other, here."""
+    for i in todo:
+        run_video(replace(cfg, segment=i, output=output))
+    return 0
+
+
+def run_video(cfg: Config, context: Optional[Context] = None) -> str:
     """Dream a video clip with temporal coherence; returns the output path.
 
     The output keeps the source's frame rate, frame count (the first max_frames frames), duration and
@@ -276,21 +173,16 @@ def run_video(cfg: Config) -> str:
     if not cfg.input:
         raise DreamvidError("mode=video needs input=CLIP (any video ffmpeg reads: mp4, mov, mkv, webm, avi; "
                             "or a folder of frames)")
-    check_coherence(cfg)
-    flow_estimator(cfg.flow.method, cfg.flow.preset)  # reject a bad flow setting before any work
+    context = context or Context()
     meta = probe(cfg.input, cfg.fps)  # fps: the rate of a folder of frames
     size = output_size(meta, cfg.width, cfg.height)
-    out = resolve_output(cfg, "dream.mp4")
+    out = resolve_output(cfg, "dream.mp4", context.folder)
     if cfg.first_frame >= meta.frames:
         raise DreamvidError(f"first_frame={cfg.first_frame}, but {cfg.input} has {meta.frames} frames "
                             f"(0 to {meta.frames - 1})")
     # frames first_frame..total-1 of the clip are dreamed; schedules count the clip's frames
     total = meta.frames if cfg.max_frames is None else min(meta.frames, cfg.first_frame + cfg.max_frames)
-    validate_schedules(cfg, total, float(meta.rate), ("dream", "coherence"))  # over the clip's own length
-    for name in ("step", "new_step"):
-        low = min(schedule.values(getattr(cfg.coherence, name), max(total, 1), float(meta.rate), f"coherence.{name}"))
-        if low < 0:
-            raise DreamvidError(f"coherence.{name} must be 0 or more (a step size), got {low:g}")
+    settings.check(cfg, total, float(meta.rate), ("dream", "coherence"))  # over the clip's own length
     if cfg.segment is not None:
         plan = segments.load_plan(out)
         if not plan or not 0 <= cfg.segment < len(plan):
@@ -305,10 +197,10 @@ def run_video(cfg: Config) -> str:
             return path
         return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True,
                            label=f"segment {seg.index + 1}/{len(plan)}")
-    if not (cfg.segments == "auto" and jobs_run_elsewhere()):  # a login node's CPU does not dream them
+    if not (cfg.segments == "auto" and context.elsewhere):  # a login node's CPU does not dream them
         warn_if_slow(cfg, *size, resolve_device(cfg.device).type)
     if cfg.segments == "auto":
-        return run_segmented(cfg, meta, out, size, total)
+        return run_segmented(cfg, meta, out, size, total, context.launch or in_this_process)
     return dream_range(cfg, meta, size, cfg.first_frame, total, out)
 
 

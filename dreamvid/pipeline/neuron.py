@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -15,25 +15,35 @@ from ..config import Config
 from ..images import save_image
 from ..model import feature_net, resolve_device
 from ..errors import DreamvidError
-from .common import claim_config_file, save_config
+from ..progress import progress
+from .context import Context
+from .outputs import claim_config_file, save_config
 
-DEFAULT_FOLDER = "neuron_out"
 ROW_TITLES = {"pixel": "without prior: plain pixels", "fourier": "with prior: decorrelated Fourier"}
 
 
-def output_dir(cfg: Config) -> str:
-    """cfg.output as a folder; else Hydra's run folder; else ./neuron_out."""
-    if cfg.output:
-        folder = cfg.output
+def output_paths(cfg: Config, folder: str, channels: List[int]) -> Dict[str, Any]:
+    """Where the pictures go: output=NAME.png is the grid, the others beside it named after it
+    (NAME_channel_0005.png, NAME_compare.png, NAME_optimisation.mp4); output=FOLDER (or unset: the run's
+    folder) holds grid.png, channel_0005.png..."""
+    n = cfg.neuron
+    out = os.path.abspath(os.path.expanduser(cfg.output or folder))
+    if out.lower().endswith(".png") and not os.path.isdir(out):
+        folder, grid = os.path.dirname(out), out
+        prefix = os.path.splitext(os.path.basename(out))[0] + "_"
     else:
-        from hydra.core.hydra_config import HydraConfig
-
-        folder = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else DEFAULT_FOLDER
-    folder = os.path.abspath(os.path.expanduser(folder))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise DreamvidError(f"neuron mode writes a folder of images, but output={cfg.output} is a file: "
-                            f"choose a folder")
-    return folder
+        if cfg.output and os.path.splitext(out)[1] and not os.path.isdir(out):
+            raise DreamvidError(f"mode=neuron writes pictures: output={cfg.output} must be a folder or a .png "
+                                f"(the grid, with each channel's picture beside it)")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise DreamvidError(f"neuron mode writes a folder of images, but output={cfg.output} is a file: "
+                                f"choose a folder, or a .png for the grid")
+        folder, prefix = out, ""
+        grid = os.path.join(folder, "grid.png")
+    return {"folder": folder, "grid": grid,
+            "images": [os.path.join(folder, f"{prefix}channel_{c:04d}.png") for c in channels],
+            "video": os.path.join(folder, f"{prefix}optimisation.mp4") if n.record_every > 0 else None,
+            "compare": os.path.join(folder, f"{prefix}compare.png") if n.compare else None}
 
 
 def neuron_layer(cfg: Config) -> str:
@@ -47,22 +57,10 @@ def neuron_layer(cfg: Config) -> str:
 
 
 def check_neuron(cfg: Config) -> None:
-    n = cfg.neuron
-    if n.steps < 1:
-        raise DreamvidError(f"neuron.steps must be at least 1, got {n.steps}")
-    if n.size < cfg.model.min_size:
-        raise DreamvidError(f"neuron.size={n.size} is smaller than the {cfg.model.min_size} px "
+    """What the declarations cannot say alone: the pictures' size against the model's smallest."""
+    if cfg.neuron.size < cfg.model.min_size:
+        raise DreamvidError(f"neuron.size={cfg.neuron.size} is smaller than the {cfg.model.min_size} px "
                             f"model {cfg.model.name} needs: use neuron.size={cfg.model.min_size} or more")
-    if not n.lr > 0:
-        raise DreamvidError(f"neuron.lr must be positive, got {n.lr}")
-    if n.param not in N.PARAMS:
-        raise DreamvidError(f"neuron.param must be one of {', '.join(N.PARAMS)}, got {n.param!r}")
-    if n.objective not in N.OBJECTIVES:
-        raise DreamvidError(f"neuron.objective must be one of {', '.join(N.OBJECTIVES)}, got {n.objective!r}")
-    if n.record_every < 0:
-        raise DreamvidError(f"neuron.record_every must be 0 (off) or a number of steps, got {n.record_every}")
-    if n.decay_power < 0:
-        raise DreamvidError(f"neuron.decay_power must be 0 or more (1 = natural 1/f), got {n.decay_power}")
 
 
 def even(frame: np.ndarray) -> np.ndarray:
@@ -76,10 +74,9 @@ def even(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_neuron(cfg: Config) -> Dict[str, object]:
+def run_neuron(cfg: Config, context: Optional[Context] = None) -> Dict[str, object]:
     """Render one image per channel; returns {"grid", "images", "video", "compare"} (paths or None)."""
-    from tqdm import tqdm
-
+    context = context or Context()
     check_neuron(cfg)
     n = cfg.neuron
     device = resolve_device(cfg.device)
@@ -92,12 +89,9 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
     channels = N.parse_channels(cfg.channels, n_channels, layer=layer)
     labels = [f"{layer}:{c}" for c in channels]
 
-    folder = output_dir(cfg)
-    cfg = replace(cfg, output=folder)  # the saved config says where the images are
-    paths = {"grid": os.path.join(folder, "grid.png"),
-             "images": [os.path.join(folder, f"channel_{c:04d}.png") for c in channels],
-             "video": os.path.join(folder, "optimisation.mp4") if n.record_every > 0 else None,
-             "compare": os.path.join(folder, "compare.png") if n.compare else None}
+    paths = output_paths(cfg, context.folder, channels)
+    folder = paths["folder"]
+    cfg = replace(cfg, output=paths["grid"] if paths["grid"] != os.path.join(folder, "grid.png") else folder)
     planned = [p for p in (paths["grid"], *paths["images"], paths["video"], paths["compare"]) if p is not None]
     if not cfg.overwrite:
         for p in planned:
@@ -114,8 +108,7 @@ def run_neuron(cfg: Config) -> Dict[str, object]:
 
     params = [n.param] + ([p for p in N.PARAMS if p != n.param] if n.compare else [])
     kept = set(N.recorded_steps(n.steps, n.record_every))
-    bar = tqdm(total=n.steps * len(params), desc=f"neuron {layer}", unit="step", disable=not cfg.progress,
-               dynamic_ncols=True)
+    bar = progress(n.steps * len(params), f"neuron {layer}", cfg.progress, unit="step")
 
     def render(param: str, encoder=None) -> List[np.ndarray]:
         def callback(state: dict) -> None:

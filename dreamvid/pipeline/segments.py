@@ -1,7 +1,8 @@
 """segments=auto: one long clip dreamed as independent segment jobs, then joined with its audio.
 
-    plan (cuts, chunks) -> one Hydra multirun job per segment, through the configured launcher
-    (basic, joblib, SLURM via submitit, Ray) -> join (cross-fade at non-cut joins) + source audio
+    plan (cuts, chunks) -> the segments dreamed as jobs by the launcher the run was given (the command
+    line's: one Hydra multirun job per segment through basic, joblib, SLURM via submitit or Ray; else one
+    after the other in this process) -> join (cross-fade at non-cut joins) + source audio
 
 Everything lives in `OUTPUT.segments/`: the plan, each segment's lossless video (and its checkpoint
 while it is being dreamed), the jobs' folders and logs. The same command run again dreams only the
@@ -10,40 +11,21 @@ segments that are missing; the folder is removed once the output is complete.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import replace
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 from .. import files, stopping
 from .. import segments as S
 from ..checkpoint import Checkpoint, render_key
 from ..config import Config
 from ..errors import DreamvidError
+from ..progress import progress
 from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, read_frames
-from .common import Interrupted, claim_config_file, config_dict, progress, save_config
+from .context import Launcher
+from .outputs import claim_config_file, config_dict, save_config
+from .render import Interrupted
 
 PLAN_WIDTH = 320  # frames are compared at most this wide to find the cuts
-# Overrides of the command that the segment jobs must not inherit (dreamvid sets its own).
-NOT_PASSED = ("segment", "output", "resume", "hydra.mode", "hydra.job.num", "hydra.job.id")
-# (the jobs keep Hydra's record and log in their folders, whatever the parent run left out)
-NOT_PASSED_PREFIX = ("hydra.run.", "hydra.sweep.", "hydra.callbacks.dreamvid.gallery", "hydra.output_subdir",
-                     "hydra/job_logging")
-
-
-# Launchers whose jobs run on other machines (dreamvid's presets and the plugins' own configs)
-ELSEWHERE = ("slurm", "submitit_slurm", "ray_cluster", "ray", "ray_aws")
-
-
-def jobs_run_elsewhere() -> bool:
-    """Whether the configured launcher runs the segment jobs on other machines (a cluster's nodes), so
-    that this machine's device says nothing of their speed."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("hydra/launcher") in ELSEWHERE
 
 
 def plan_size(meta: VideoMeta) -> Tuple[int, int]:
@@ -71,77 +53,9 @@ def plan_key(cfg: Config) -> str:
     return render_key(config_dict(replace(cfg, segment=None)), (cfg.input, cfg.dream.guide))
 
 
-def job_overrides(task: Sequence[str], hydra: Sequence[str]) -> List[str]:
-    """The command's own overrides (settings and launcher choice) that every segment job repeats."""
-    def key(o: str) -> str:
-        return o.lstrip("+~").split("=", 1)[0]
-
-    return [o for o in list(task) + list(hydra) if key(o) not in NOT_PASSED and not key(o).startswith(NOT_PASSED_PREFIX)]
-
-
-def quote(value: str) -> str:
-    """A path as one quoted Hydra override value (spaces, commas and '=' stay literal)."""
-    return "'" + value.replace("'", "\\'") + "'"
-
-
-def config_arguments(hc) -> List[str]:
-    """--config-name and --config-dir/--config-path of the running command, for the jobs to repeat."""
-    args = ["--config-name", hc.job.config_name] if hc.job.config_name else []
-    for source in hc.runtime.config_sources:
-        path = source.path.split("://", 1)[-1]
-        if source.provider == "command-line" and source.schema == "file":
-            args += ["--config-dir", path]
-        elif source.provider == "main" and source.schema == "file":
-            args += ["--config-path", path]
-    return args
-
-
-@contextmanager
-def _passed_on(proc: subprocess.Popen):
-    """A stop signal for this process (Ctrl-C, SIGTERM, SIGHUP) goes to the jobs' process group instead,
-    where each job stops after its frame like a render of its own; this process waits for them."""
-    def forward(signum, frame) -> None:
-        try:
-            os.killpg(proc.pid, signum)
-        except OSError:  # the jobs have ended
-            pass
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, forward) for s in stopping.SIGNALS} if main else {}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def launch(cfg: Config, out: str, todo: Sequence[int]) -> int:
-    """Dream the segments `todo` as one Hydra multirun through the configured launcher; its exit status.
-
-    Outside the command line (no Hydra), the segments are dreamed one after the other in this process.
-    """
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        from .clip import run_video
-
-        for i in todo:
-            run_video(replace(cfg, segment=i, output=out))
-        return 0
-    hc = HydraConfig.get()
-    cmd = [sys.executable, "-m", "dreamvid", "-m", *config_arguments(hc),
-           *job_overrides(hc.overrides.task, hc.overrides.hydra),
-           f"output={quote(out)}", "segment=" + ",".join(str(i) for i in todo),
-           f"hydra.sweep.dir={quote(os.path.join(S.folder(out), 'jobs'))}", "hydra.callbacks.dreamvid.gallery=false"]
-    # A process group of their own (a session): a signal for dreamvid reaches them once, passed on, and the
-    # shell's own process group (a script that ran dreamvid) is never signalled.
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    with _passed_on(proc):
-        return proc.wait()
-
-
-def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int) -> str:
-    """Plan, dream the segments as jobs, join them into `out` with the source's audio.
+def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int, launch: Launcher) -> str:
+    """Plan, dream the segments as jobs (`launch`: the command line's launcher, or one after the other in
+    this process), join them into `out` with the source's audio.
 
     The output is claimed for the whole run, with the lock a plain render of it takes: a second
     segmented (or plain) render of the same output is refused instead of launching the same jobs and
@@ -154,13 +68,13 @@ def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int],
     claim.lock()
     try:
         S.claim(out, cfg.overwrite)
-        return _run_segmented(cfg, meta, out, size, total, settings)
+        return _run_segmented(cfg, meta, out, size, total, settings, launch)
     finally:
         claim.unlock()
 
 
 def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int,
-                   settings: Optional[files.Identity]) -> str:
+                   settings: Optional[files.Identity], launch: Launcher) -> str:
     config = config_dict(replace(cfg, output=out))  # the saved config says where this output is
     key = plan_key(cfg)
     again = "run the same command again" + ("" if cfg.output else f" with output={out}")

@@ -1,19 +1,21 @@
 """Zoom mode: dream a frame, move it a little (zoom / rotate / translate), feed it back, repeat."""
 from __future__ import annotations
 
-import warnings
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .. import dream as D
-from .. import fast, schedule, tiling
 from ..config import Config
 from ..images import clouds, fit_size, read_image, to_tensor, to_uint8
-from ..model import feature_net, resolve_device
+from ..model import resolve_device
 from ..motion import per_frame_zoom, transform
-from .common import SCHEDULED, frame_settings, progress, render, resolve_output, warn_if_slow
+from ..settings import frame_values
+from .checks import warn_if_slow
+from .context import Context
+from .dreamer import dreamer, with_step_bar
+from .outputs import resolve_output
+from .render import render
 
 # The built-in starting image's size when none is given: quick on a CPU, detailed on a GPU.
 DEFAULT_SIZE = {"cpu": (384, 216), "cuda": (1280, 720)}
@@ -32,84 +34,9 @@ def start_image(cfg: Config, device: torch.device) -> np.ndarray:
     return clouds(h, w, seed=cfg.seed)
 
 
-def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
-    """The model loaded once, and a function that dreams one frame with frame t's settings.
-
-    Frames go through the fast path (`speed.*`: precision, layout, CUDA graphs) and, where the GPU's
-    memory asks for it, tiles; a frame that runs out of GPU memory is dreamed again in tiles.
-    """
-    layer_steps = schedule.parse_steps(list(cfg.dream.layers) or list(cfg.model.layers), "dream.layers")
-    every_layer = list(dict.fromkeys(n for t in layer_steps.keyframes for n in layer_steps(t)))
-    plan, stepper = fast.make_stepper(cfg.model.name, device, cfg.speed)
-    if device.type == "cuda":  # process-wide: set both ways, so that a sweep's next job gets its own setting
-        torch.backends.cudnn.benchmark = plan.cudnn_benchmark  # octave shapes are fixed: timed in the warm-up
-    feats = fast.prepare(feature_net(cfg.model.name, every_layer, cfg.model.weights, device), plan)
-    budget = cfg.speed.tile_memory * 2**30 if cfg.speed.tile_memory > 0 else None
-    frame_steps = tiling.FrameSteps(stepper, feats, every_layer, device, tile=cfg.speed.tile,
-                                    overlap=cfg.speed.tile_overlap, budget=budget)
-    guides = None
-    if cfg.dream.guide:
-        guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide, "dream.guide"), device), every_layer)
-    # The objective of the last frame, reused while its layers stay: a CUDA graph is captured per objective.
-    # Layer and guide weights (schedules may change them every frame) live in device tensors that the
-    # objective reads, updated in place, so the graphs serve every frame.
-    last: dict = {}
-
-    def dream_frame(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None,
-                    on_step: D.Callback = None) -> torch.Tensor:
-        layers = layer_steps(t)
-        weights = [float(schedule.at(w, t, cfg.fps, "dream.layer_weights")) for w in cfg.dream.layer_weights]
-        weights = weights or [1.0] * len(layers)
-        if last.get("layers") != layers:
-            w = torch.tensor(weights, dtype=torch.float32, device=device)
-            g = torch.tensor(float(s["guide_weight"]), dtype=torch.float32, device=device)
-            last.update(layers=layers, weights=weights, guide_weight=s["guide_weight"], w=w, g=g,
-                        objective=D.make_objective(feats, layers, w, cfg.dream.channels, guides, guide_weight=g))
-        if last["weights"] != weights:
-            last["w"].copy_(torch.tensor(weights, dtype=torch.float32))
-            last["weights"] = weights
-        if last["guide_weight"] != s["guide_weight"]:
-            last["g"].fill_(float(s["guide_weight"]))
-            last["guide_weight"] = s["guide_weight"]
-
-        def run(step_fn) -> torch.Tensor:
-            return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
-                           iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
-                           min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn,
-                           step_weight=weight, callback=on_step)
-
-        return frame_steps.run(run, x.shape[-2], x.shape[-1])
-
-    dream_frame.tile_for = frame_steps.tile_for  # type: ignore[attr-defined]  # the tile a frame size gets
-    return dream_frame
-
-
-def with_step_bar(dream_frame, cfg: Config):
-    """dream_frame with a progress bar of its ascent steps: for a render of one frame (a still), whose
-    frame bar would sit at 0/1 for the whole of a large picture's minutes."""
-    def dream_with_bar(x: torch.Tensor, t: int, s: dict, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with warnings.catch_warnings():  # the dream itself warns about octaves it drops
-            warnings.simplefilter("ignore")
-            octaves = len(D.octave_sizes(x.shape[-2], x.shape[-1], int(round(s["octaves"])), s["octave_scale"],
-                                         cfg.model.min_size))
-        iterations = int(round(s["iterations"]))
-        with progress(octaves * iterations, "dreaming", cfg.progress, unit="step") as bar:
-            def on_step(info: dict) -> None:
-                if bar.disable:
-                    return
-                if x.is_cuda:  # the host queues steps far ahead of the GPU: count those done
-                    torch.cuda.synchronize(x.device)
-                bar.n = info["octave"] * iterations + info["iteration"] + 1  # a frame dreamed again in tiles recounts
-                bar.refresh()
-
-            return dream_frame(x, t, s, weight, on_step)
-
-    return dream_with_bar
-
-
 def move(cfg: Config, x: torch.Tensor, t: int) -> torch.Tensor:
     """Frame t's motion: the image that frame t + 1 dreams from."""
-    m = frame_settings(cfg.motion, SCHEDULED["motion"], t, cfg.fps)
+    m = frame_values(cfg.motion, "motion", t, cfg.fps)
     return transform(x, zoom=per_frame_zoom(m["zoom"], cfg.fps), angle=m["angle"] / cfg.fps,
                      tx=m["tx"] / cfg.fps, ty=m["ty"] / cfg.fps, cx=m["cx"], cy=m["cy"], border=cfg.motion.border)
 
@@ -117,16 +44,17 @@ def move(cfg: Config, x: torch.Tensor, t: int) -> torch.Tensor:
 def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Yield (dreamed frame t, the input of frame t + 1) for t = start..; x is frame start's input."""
     for t in range(start, cfg.frames):
-        s = frame_settings(cfg.dream, SCHEDULED["dream"], t, cfg.fps)
+        s = frame_values(cfg.dream, "dream", t, cfg.fps)
         frame = dream_frame(x, t, s)
         x = move(cfg, frame, t)
         yield frame, x
 
 
-def run_zoom(cfg: Config, output: Optional[str] = None) -> str:
+def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
     """Render the zoom animation; returns the output path."""
+    context = context or Context()
     device = resolve_device(cfg.device)
-    out = output or resolve_output(cfg, "dream.mp4")
+    out = resolve_output(cfg, "dream.mp4", context.folder)
     img = start_image(cfg, device)
     h, w = img.shape[:2]
     if cfg.input:

@@ -6,16 +6,32 @@ import difflib
 import os
 import re
 import sys
+import time
 import warnings
 from typing import Dict, List, Optional, Tuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import stopping, sweep
-from .config import Config, register
-from .errors import DreamvidError
-from .model import MODELS
+from .. import stopping, sweep
+from . import callbacks
+from ..config import GROUPS, Config
+from ..errors import DreamvidError
+from ..model import MODELS
+
+
+
+def register() -> None:
+    """Register the schemas so that conf/'s YAML files can extend them."""
+    from hydra.core.config_store import ConfigStore
+
+    from ..config import FlowConfig, ModelConfig
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="flow", name="base_flow", node=FlowConfig)
+
 
 register()
 
@@ -67,36 +83,95 @@ def _check_resume_overrides() -> None:
                             f"render (the same command without resume=)")
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="config")
+class RunLog:
+    """The run folder's `dreamvid.log` (a render without output=, a sweep's job): the warnings as they are
+    said, and a closing line (what was written, or why not, and how long it took). Nothing for a render
+    told where to write, which leaves no run folder."""
+
+    def __init__(self) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self.path: Optional[str] = None
+        self.started = time.time()
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            if hc.output_subdir is not None:  # Hydra keeps its record there: it is a run folder
+                self.path = os.path.join(hc.runtime.output_dir, f"{hc.job.name}.log")
+        self._shown = warnings.showwarning
+
+    def line(self, text: str) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {text}\n")
+        except OSError:
+            pass
+
+    def __enter__(self) -> "RunLog":
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.line(f"warning: {message}")
+            self._shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        warnings.showwarning = self._shown
+        took = f"{time.time() - self.started:.1f} s"
+        if error is None:
+            return
+        if isinstance(error, SystemExit) and error.code in (0, None):
+            return
+        why = getattr(self, "failure", None) or (str(error) if not isinstance(error, SystemExit) else "")
+        self.line(f"stopped after {took}: exit status "
+                  f"{error.code if isinstance(error, SystemExit) else type(error).__name__}{': ' + why if why else ''}")
+
+    def finished(self, out: str) -> None:
+        self.line(f"wrote {out} in {time.time() - self.started:.1f} s")
+
+
+@hydra.main(version_base=None, config_path="pkg://dreamvid.conf", config_name="config")
 def _hydra_main(dcfg: DictConfig) -> Optional[str]:
-    from . import pipeline
+    with RunLog() as log:
+        out = _job(dcfg, log)
+        if out is not None:
+            log.finished(out)
+        return out
+
+
+def _job(dcfg: DictConfig, log: "RunLog") -> Optional[str]:
+    from .. import pipeline
 
     try:
         cfg = to_config(dcfg)
         if cfg.resume:
             _check_resume_overrides()
-        out = pipeline.run(cfg, _typed_keys())  # typed: not a preset's frames (debug=tiny sets them)
+        from .launch import context
+
+        out = pipeline.run(cfg, _typed_keys(), context())  # typed: not a preset's frames (debug=tiny sets them)
     except DreamvidError as e:
         code = e.exit_code
         if _sweeping() and code <= 128:  # in a sweep one bad job is reported and the others go on; a stop stops
-            sweep.job_failed(e, verbose=_verbose())
+            log.line(f"error: {e}")
+            callbacks.job_failed(e, verbose=_verbose())
             return None
         if _verbose():
             raise
+        log.failure = str(e)
         _fail(str(e), code)
     except KeyboardInterrupt as e:  # Ctrl-C, or a stop signal (stopping.Stopped), outside a render's frames
         _fail(INTERRUPTED, getattr(e, "exit_code", 130))
     except Exception as e:  # noqa: BLE001 - only in a sweep: a crash in one job must not stop the others
         if not _sweeping():
             raise
-        sweep.job_failed(e, verbose=_verbose())
+        log.line(f"error: {type(e).__name__}: {e}")
+        callbacks.job_failed(e, verbose=_verbose())
         return None
     print(f"dreamvid: wrote {out}")
     return out
 
 
-# Config groups: `model=vgg16` picks conf/model/vgg16.yaml (the rest of the command line sets keys).
-GROUPS = ("model", "flow", "preset", "debug")
 # dreamvid's launchers (conf/hydra/launcher/): the Hydra plugin each needs, and the extra that installs it
 LAUNCHERS = {"parallel": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "sweep"),
              "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "sweep"),
@@ -117,9 +192,36 @@ def _setting_types(schema=Config, prefix: str = "") -> Dict[str, str]:
     return types
 
 
-def _group_options(group: str) -> List[str]:
-    folder = os.path.join(os.path.dirname(__file__), "conf", group)
-    return sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".yaml"))
+def config_folders() -> List[str]:
+    """Where config groups' options are found, in Hydra's order: dreamvid's own, then one's own presets
+    (the search path in conf/config.yaml: ./conf where dreamvid runs, ~/.config/dreamvid)."""
+    return [os.path.join(os.path.dirname(os.path.dirname(__file__)), "conf"), os.path.abspath("conf"),
+            os.path.join(os.path.expanduser("~"), ".config", "dreamvid")]
+
+
+def own_config_overrides(argv: List[str]) -> List[str]:
+    """argv with one's own config folders that exist (`config_folders` after dreamvid's) on Hydra's search
+    path, unless the command line sets the search path itself."""
+    if any(k.lstrip("+~").startswith("hydra.searchpath") for k, _ in _overrides(argv)):
+        return list(argv)
+    ours = os.path.realpath(config_folders()[0])
+    own = [f for f in config_folders()[1:] if os.path.isdir(f) and os.path.realpath(f) != ours]
+    if not own:
+        return list(argv)
+    extra = "hydra.searchpath=[" + ",".join(f"file://{f}" for f in own) + "]"
+    words = _words(argv)
+    at = argv.index(words[0]) if words else len(argv)  # beside the others: Hydra reads them as one run of words
+    return argv[:at] + [extra] + argv[at:]
+
+
+def _group_options(group: str, own: bool = True) -> List[str]:
+    """A config group's options (own: with those of one's own folders)."""
+    found = set()
+    for root in config_folders()[: None if own else 1]:
+        folder = os.path.join(root, group)
+        if os.path.isdir(folder):
+            found.update(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".yaml"))
+    return sorted(found)
 
 
 def _sweeps(value: str) -> bool:
@@ -288,7 +390,7 @@ def run_folder_problem(argv: List[str], cwd: str) -> Optional[str]:
 
 
 def list_layers_command(argv: List[str]) -> int:
-    from .model import list_layers
+    from ..model import list_layers
 
     name = argv[0] if argv else "lite0"
     if name in ("-h", "--help"):
@@ -309,15 +411,70 @@ def list_layers_command(argv: List[str]) -> int:
     return 0
 
 
+USAGE = """dreamvid: DeepDream zoom animations, dream videos that stick to the scene, stills and neuron pictures.
+
+Usage: dreamvid [key=value ...]     every setting below is a key=value on the command line
+
+  dreamvid                                                zoom into the built-in clouds (outputs/DATE/TIME/)
+  dreamvid input=photo.jpg output=dream.png               one photo, dreamed (.png, .jpg, .webp)
+  dreamvid input=photo.jpg frames=120 output=zoom.mp4     a zoom into a photo (.mp4, .gif, folder/)
+  dreamvid mode=video input=clip.mp4 output=dream.mp4     a dream video, sound kept
+  dreamvid mode=video input=shots/ fps=24                 a folder of frames, as a clip
+  dreamvid mode=neuron channels=[0,5,10-13]               what channels of a layer respond to
+  dreamvid -m dream.octaves=3,4 seed=1,2                  a sweep, with a gallery of the results
+  dreamvid resume=zoom.mp4                                finish an interrupted render
+  dreamvid layers lite0                                   a model's layers and their channel counts
+  dreamvid --cfg job [key=value ...]                      the settings a command line makes
+  dreamvid --version                                      which dreamvid this is"""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("dreamvid")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def docs_folder() -> Optional[str]:
+    """Where this installation's Markdown docs are: inside the package (a wheel), or beside it (a checkout)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(here, "docs"), os.path.join(os.path.dirname(here), "docs")):
+        if os.path.isfile(os.path.join(folder, "video.md")):
+            return folder
+    return None
+
+
+def help_text() -> str:
+    """dreamvid --help: usage, the config groups and their options, every setting with its default, the
+    modes that use it and what it does (read off the declarations), and where the docs are."""
+    from ..settings import help_lines
+
+    groups = [f"{g}: {', '.join(_group_options(g))}   ({what})" for g, what in GROUPS.items()]
+    docs = docs_folder()
+    where = (f"Docs (Markdown): {docs}/ video.md, schedules.md, neuron.md, sweeps.md, benchmarks.md, design.md"
+             if docs else "Docs: README.md and docs/ of the dreamvid source")
+    return "\n".join([USAGE, "", "== Groups (group=option) ==", *groups, "",
+                      "== Settings: name=default  what it does [the modes that use it] ==", *help_lines()[1:], "",
+                      where, "Hydra's own flags: dreamvid --hydra-help"])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "layers":
         sys.exit(list_layers_command(sys.argv[2:]))
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(help_text())
+        sys.exit(0)
+    if "--version" in sys.argv[1:]:
+        print(f"dreamvid {version()}")
+        sys.exit(0)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"dreamvid: warning: {msg}\n"
     stopping.install()  # SIGTERM and SIGHUP stop dreamvid like Ctrl-C
     problem = override_error(sys.argv[1:]) or run_folder_problem(sys.argv[1:], os.getcwd())
     if problem:
         _fail(problem)
-    sys.argv[1:] = run_folder_overrides(sys.argv[1:])
+    sys.argv[1:] = own_config_overrides(run_folder_overrides(sys.argv[1:]))
     try:
         _hydra_main()
     except KeyboardInterrupt as e:  # while Hydra starts, before a render could begin

@@ -1,0 +1,22 @@
+"""Where a render runs: what the command line (or a test, or a script) tells the pipeline about it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from ..config import Config
+
+# launch(cfg, output, segments) dreams those segments of a segments=auto render as jobs; the exit status
+Launcher = Callable[[Config, str, Sequence[int]], int]
+
+
+@dataclass(frozen=True)
+class Context:
+    """folder: where an output without output= goes (the command line's run folder; a sweep job's own);
+    launch: runs segment jobs (the command line's launcher; None: one after the other in this process);
+    elsewhere: the launcher runs them on other machines (a cluster), whose devices this one cannot judge."""
+
+    folder: str = field(default_factory=os.getcwd)
+    launch: Optional[Launcher] = None
+    elsewhere: bool = False
