@@ -52,6 +52,7 @@ class Job:
     status: str = "ok"  # ok | failed
     output: Optional[str] = None
     error: Optional[str] = None
+    ran: Dict[str, List[str]] = field(default_factory=dict)  # setting -> the values it ran with, where not as given
     seconds: Optional[float] = None
     started: float = 0.0  # when Hydra started it (its .hydra/overrides.yaml is written then)
     values: Dict[str, str] = field(default_factory=dict)  # override key -> value
@@ -122,6 +123,7 @@ def collect_jobs(sweep_dir: str) -> List[Job]:
         job = Job(num=len(jobs) if num is None else int(num), folder=os.path.abspath(root),
                   overrides=[str(o) for o in (overrides or [])], seconds=status.get("seconds"),
                   started=os.path.getmtime(overrides_file))
+        job.ran = {k: [str(v) for v in vs] for k, vs in (status.get("ran") or {}).items()}
         job.output = status.get("output") or _default_output(root)
         job.error = status.get("error")
         if ERROR_FILE in names and not job.error:
@@ -139,7 +141,8 @@ def collect_jobs(sweep_dir: str) -> List[Job]:
 def varying(jobs: Sequence[Job]) -> Tuple[List[str], Dict[str, str]]:
     """(override keys whose values differ between jobs, {key: value} shared by all jobs)."""
     for job in jobs:
-        job.values = dict(_split(o) for o in job.overrides)
+        job.values = {k: v + (f" (ran {', '.join(job.ran[k])})" if k in job.ran else "")
+                      for k, v in (_split(o) for o in job.overrides)}
     keys = list(dict.fromkeys(k for job in jobs for k in job.values))
     differ = [k for k in keys if len({job.values.get(k) for job in jobs}) > 1]
     common = {k: jobs[0].values[k] for k in keys if k not in differ}

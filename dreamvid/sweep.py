@@ -154,6 +154,14 @@ def release_gpu_memory() -> Optional[float]:
 
 
 
+def ran(setting: str, value: Any) -> None:
+    """A setting of the running job ran with another value than it was given (its size capped
+    dream.octaves): kept for its job.json, and the gallery labels it with what ran."""
+    values = current_job.setdefault("ran", {}).setdefault(setting, [])
+    if value not in values:
+        values.append(value)
+
+
 def write_status(folder: str, status: Dict[str, Any]) -> None:
     """A job's outcome, `job.json` in its folder (written whole, then renamed)."""
     tmp = os.path.join(folder, STATUS_FILE + ".partial")

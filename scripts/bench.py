@@ -339,8 +339,8 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
     calls: List[Tuple[float, float]] = []  # (start, end) of each dream call
     resident: List[float] = []  # the process's resident MiB after each
 
-    def timed_dreamer(cfg, dev):
-        dream_frame = inner(cfg, dev)
+    def timed_dreamer(cfg, dev, report=None):
+        dream_frame = inner(cfg, dev, report)
 
         def run(x, t, s, weight=None):
             sync(dev)

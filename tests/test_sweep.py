@@ -269,3 +269,17 @@ def test_each_job_of_a_sweep_shows_its_own_warnings(tmp_path):
         capped()  # the next job: again
     assert len(shown) == 2
     assert sum(f[0] == "default" and f[2] is UserWarning for f in warnings.filters) <= 1  # no pile of filters
+
+
+def test_the_gallery_labels_a_job_with_the_octaves_that_ran(monkeypatch, tmp_path):
+    from dreamvid.gallery import collect_jobs, varying
+
+    # 64x48 holds two octaves of 1.4 above the model's 32 px: dream.octaves=4 runs 2
+    assert _in_process_sweep(monkeypatch, tmp_path, "frames=1", "dream.octaves=2,4") in (0, None)
+    jobs = job_dirs(tmp_path)
+    assert status(jobs[0])["ran"] == {} and status(jobs[1])["ran"] == {"dream.octaves": [2]}
+    found = collect_jobs(os.path.dirname(jobs[0]))
+    varying(found)
+    assert [j.values["dream.octaves"] for j in found] == ["2", "4 (ran 2)"]
+    page = open(os.path.join(os.path.dirname(jobs[0]), "index.html")).read()
+    assert "4 (ran 2)" in page

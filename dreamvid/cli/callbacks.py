@@ -92,7 +92,7 @@ class SweepCallback(Callback):
 
     # -- in the process that runs the job -------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep.current_job.update(started=time.time(), error=None)
+        sweep.current_job.update(started=time.time(), error=None, ran={})
         # Python shows a warning once per place in a process: re-adding the filter (it replaces itself)
         # resets that memory, so each job of a sweep shows its own warnings, like a run of its own.
         warnings.filterwarnings("default", category=UserWarning)
@@ -127,6 +127,7 @@ class SweepCallback(Callback):
             "seconds": round(time.time() - sweep.current_job["started"], 3),
             "peak_gpu_mib": None if peak is None else round(peak, 1),
             "gpu": sweep.pinned_gpu or (os.environ.get("CUDA_VISIBLE_DEVICES") if peak is not None else None),
+            "ran": dict(sweep.current_job.get("ran") or {}),  # settings that ran otherwise than given
         }
         folder = str(config.hydra.runtime.output_dir)
         sweep.write_status(folder, status)

@@ -12,7 +12,7 @@ from typing import List, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 
-from .. import segments, stopping
+from .. import segments, stopping, sweep
 from ..config import Config
 from ..pipeline.context import Context
 
@@ -94,4 +94,4 @@ def context() -> Context:
     for segment jobs, and whether that launcher runs them on other machines."""
     hc = HydraConfig.get()
     return Context(folder=hc.runtime.output_dir, launch=launcher,
-                   elsewhere=hc.runtime.choices.get("hydra/launcher") in ELSEWHERE)
+                   elsewhere=hc.runtime.choices.get("hydra/launcher") in ELSEWHERE, report=sweep.ran)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -195,17 +195,17 @@ def run_video(cfg: Config, context: Optional[Context] = None) -> str:
         path = segments.segment_path(out, seg.index)
         if os.path.exists(path):  # finished by an earlier run
             return path
-        return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True,
+        return dream_range(cfg, meta, size, seg.first, seg.end, path, part=True, report=context.report,
                            label=f"segment {seg.index + 1}/{len(plan)}")
     if not (cfg.segments == "auto" and context.elsewhere):  # a login node's CPU does not dream them
         warn_if_slow(cfg, *size, resolve_device(cfg.device).type)
     if cfg.segments == "auto":
         return run_segmented(cfg, meta, out, size, total, context.launch or in_this_process)
-    return dream_range(cfg, meta, size, cfg.first_frame, total, out)
+    return dream_range(cfg, meta, size, cfg.first_frame, total, out, report=context.report)
 
 
 def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int, end: int, out: str, *,
-                part: bool = False, label: str = "dreaming") -> str:
+                part: bool = False, label: str = "dreaming", report: Optional[Callable[[str, Any], None]] = None) -> str:
     """Dream source frames first..end-1 into `out` through the checkpointed render loop.
 
     A resumed render decodes and skips the source frames before its checkpoint (a folder's pictures
@@ -214,7 +214,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     audio, to be joined.
     """
     device = resolve_device(cfg.device)
-    dream_frame = dreamer(cfg, device)
+    dream_frame = dreamer(cfg, device, report)
     w, h = size
 
     def produce(start: int, saved: Optional[Dict[str, Any]]):

@@ -3,7 +3,7 @@ with that frame's (possibly scheduled) settings through the fast path and, where
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -14,7 +14,8 @@ from ..images import read_image, to_tensor
 from ..model import feature_net
 from ..progress import progress
 
-def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
+def dreamer(cfg: Config, device: torch.device,
+            report: Optional[Callable[[str, Any], None]] = None) -> Callable[..., torch.Tensor]:
     """The model loaded once, and a function that dreams one frame with frame t's settings.
 
     Frames go through the fast path (`speed.*`: precision, layout, CUDA graphs) and, where the GPU's
@@ -54,8 +55,17 @@ def dreamer(cfg: Config, device: torch.device) -> Callable[..., torch.Tensor]:
             last["g"].fill_(float(s["guide_weight"]))
             last["guide_weight"] = s["guide_weight"]
 
+        octaves = int(round(s["octaves"]))
+        if report is not None:  # the size may cap the octaves: say so once per distinct value
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ran = len(D.octave_sizes(x.shape[-2], x.shape[-1], octaves, s["octave_scale"], cfg.model.min_size))
+            if ran != octaves and last.get("ran") != ran:
+                last["ran"] = ran
+                report("dream.octaves", ran)
+
         def run(step_fn) -> torch.Tensor:
-            return D.dream(x, last["objective"], octaves=int(round(s["octaves"])), octave_scale=s["octave_scale"],
+            return D.dream(x, last["objective"], octaves=octaves, octave_scale=s["octave_scale"],
                            iterations=int(round(s["iterations"])), step=s["step"], jitter=int(round(s["jitter"])),
                            min_size=cfg.model.min_size, generator=D.image_generator(cfg.seed, t), step_fn=step_fn,
                            step_weight=weight, callback=on_step)

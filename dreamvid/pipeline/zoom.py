@@ -59,7 +59,7 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
     h, w = img.shape[:2]
     if cfg.input:
         warn_if_slow(cfg, w, h, device.type)
-    dream_frame = dreamer(cfg, device)
+    dream_frame = dreamer(cfg, device, context.report)
     one = cfg.frames == 1  # a still: its progress is in steps
     if one:
         dream_frame = with_step_bar(dream_frame, cfg)
