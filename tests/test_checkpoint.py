@@ -88,6 +88,7 @@ def test_sigkill_mid_render_then_resume_gives_the_same_frames(tmp_path):
     args = ARGS + [f"output={out}/"]
     proc = start_cli(args, str(tmp_path))
     wait_for_frames(str(out) + ".state", 3, proc)
+    proc.send_signal(signal.SIGSTOP)  # held mid-render, so it cannot finish while the second command starts
     r = run_cli(args, cwd=str(tmp_path))  # the same output while it is being rendered: refused
     assert r.returncode == 2 and f"being rendered by another dreamvid (process {proc.pid})" in r.stderr, r.stderr
     proc.send_signal(signal.SIGKILL)

@@ -233,8 +233,10 @@ def test_help_shows_dreamvids_usage_and_every_setting(tmp_path):
               r.stdout.split("== Groups (group=option) ==")[1].split("==")[0].strip().splitlines()}
     for group in GROUPS:
         assert sorted(o.strip() for o in listed[group].split(",")) == _group_options(group), group
-    docs = docs_folder()  # the docs it names are there (in a wheel: inside the package)
-    assert docs and f"Docs (Markdown): {docs}/" in r.stdout and os.path.isfile(os.path.join(docs, "video.md"))
+    # the docs it names are there (installed from a wheel: inside the package; from a checkout: beside it)
+    docs = r.stdout.split("Docs (Markdown): ")[1].split("/ ")[0]
+    assert os.path.isfile(os.path.join(docs, "video.md")) and os.path.isfile(os.path.join(docs, "design.md"))
+    assert docs_folder() and os.path.isfile(os.path.join(docs_folder(), "video.md"))
     version = run_cli(["--version"], cwd=str(tmp_path))
     assert version.returncode == 0 and version.stdout.strip() == "dreamvid 0.1.0"
 
