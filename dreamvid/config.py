@@ -111,6 +111,21 @@ class MotionConfig:
 
 
 @dataclass
+class ColorConfig:
+    """Colour coherence of a zoom: every frame's colours matched to the first frame's (or a picture's), so
+    that a long zoom keeps its look (docs/zoom.md)."""
+
+    UNUSED = "color.* keeps a zoom's colours (mode=zoom; a clip matches its own frames: coherence.color_match)"
+
+    match: Any = setting(1.0, "0..1: each frame's colour distribution moved to the reference's (0: off)",
+                         modes=("zoom",), rule=between(0, 1), scheduled=True)
+    space: str = setting("rgb", "where the colours are matched: rgb (each primary), lab (lightness and colour) or "
+                                "hsv (saturation and value; hue kept)", modes=("zoom",), rule=one_of("rgb", "lab", "hsv"))
+    reference: Optional[str] = setting(None, "a picture whose colours every frame keeps; unset: the first frame's",
+                                       modes=("zoom",))
+
+
+@dataclass
 class FlowConfig:
     """Optical flow between a clip's frames."""
 
@@ -128,7 +143,8 @@ class FlowConfig:
 class CoherenceConfig:
     """How the dream is carried from frame to frame of a clip (docs/video.md)."""
 
-    UNUSED = "coherence.* carries the dream from frame to frame of a clip (mode=video)"
+    UNUSED = ("coherence.* carries the dream from frame to frame of a clip (mode=video; a zoom keeps its colours "
+              "with color.match)")
 
     warp: str = setting("residual", "what is carried along the flow: residual (the dream) or frame (the whole output)",
                         modes=("video",), rule=one_of("residual", "frame"))
@@ -192,7 +208,8 @@ class SpeedConfig:
     tile: int = setting(-1, "tile side in px; 0: whole frames; -1: tiles only where free memory asks", modes=DREAMING,
                         rule=at_least(-1, " (-1: automatic, 0: whole frames, or a size in px)"))
     tile_overlap: int = setting(64, "px shared by neighbouring tiles, blended", modes=DREAMING, rule=at_least(0))
-    tile_memory: float = setting(0.0, "GiB automatic tiles may use; 0: 80% of the free GPU memory", modes=DREAMING,
+    tile_memory: float = setting(0.0, "GiB automatic tiles may use; 0: 80% of the free GPU memory, or on a CPU the "
+                                      "fastest: frames whole up to 4 GiB, else 2 GiB tiles", modes=DREAMING,
                                  rule=at_least(0))
 
 
@@ -237,6 +254,11 @@ class Config:
                                         modes=("video",), rule=at_least(1))
     seed: int = setting(0, "every frame's randomness depends only on the seed and the frame number")
     device: str = setting("auto", "auto, cpu or cuda", rule=one_of("auto", "cpu", "cuda"))
+    cadence: int = setting(1, "a full dream every N-th frame (zoom: at N times dream.step); those between: the dream "
+                              "moved (zoom: eased in; video: along the flow)",
+                           modes=DREAMING, rule=between(1, 100))
+    cadence_touch_up: int = setting(1, "with cadence > 1: ascent steps at full size on each frame between (0: none)",
+                                    modes=DREAMING, rule=between(0, 100))
     threads: int = setting(0, "CPU threads for the network; 0: the cores nobody else uses now (a clip's flow workers count)",
                            rule=at_least(0))
     overwrite: bool = setting(False, "replace an existing output (never a file dreamvid did not write beside it)")
@@ -255,6 +277,7 @@ class Config:
     model: ModelConfig = setting(factory=ModelConfig)
     dream: DreamConfig = setting(factory=DreamConfig)
     motion: MotionConfig = setting(factory=MotionConfig)
+    color: ColorConfig = setting(factory=ColorConfig)
     flow: FlowConfig = setting(factory=FlowConfig)
     coherence: CoherenceConfig = setting(factory=CoherenceConfig)
     neuron: NeuronConfig = setting(factory=NeuronConfig)

@@ -44,9 +44,11 @@ def affine_theta(height: int, width: int, *, zoom: float = 1.0, angle: float = 0
 
 
 def transform(x: torch.Tensor, *, zoom: float = 1.0, angle: float = 0.0, tx: float = 0.0, ty: float = 0.0,
-              cx: float = 0.5, cy: float = 0.5, border: str = "reflection") -> torch.Tensor:
+              cx: float = 0.5, cy: float = 0.5, border: str = "reflection", clamp: bool = True) -> torch.Tensor:
     """Resample x (B, C, H, W) by one affine map; identity settings return x unchanged. border: one of
-    BORDERS (checked at the door, `config.MotionConfig.border`)."""
+    BORDERS (checked at the door, `config.MotionConfig.border`). clamp: the result kept in [0, 1] (the
+    bicubic step overshoots a little at edges); off for what is not a picture, such as a dream's signed
+    residual."""
     if zoom == 1.0 and angle == 0.0 and tx == 0.0 and ty == 0.0:
         return x
     h, w = x.shape[-2:]
@@ -59,4 +61,5 @@ def transform(x: torch.Tensor, *, zoom: float = 1.0, angle: float = 0.0, tx: flo
                          ty=ty * SUPERSAMPLE, cx=cx, cy=cy)
     grid = F.affine_grid(theta.to(x.device).expand(x.shape[0], 2, 3), list(big.shape), align_corners=False)
     moved = F.grid_sample(big, grid.to(x.dtype), mode="bilinear", padding_mode=border, align_corners=False)
-    return F.avg_pool2d(moved, SUPERSAMPLE).clamp_(0.0, 1.0)
+    out = F.avg_pool2d(moved, SUPERSAMPLE)
+    return out.clamp_(0.0, 1.0) if clamp else out

@@ -146,6 +146,7 @@ def table(section: str) -> str:
 
 # Where each section's table lives (between `<!-- settings:NAME -->` markers): tests hold the docs to it
 TABLES = {"": "README.md", "model": "README.md", "dream": "README.md", "motion": "README.md", "speed": "README.md",
+          "color": "README.md",
           "flow": "docs/video.md", "coherence": "docs/video.md", "neuron": "docs/neuron.md"}
 
 
@@ -181,8 +182,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path = os.path.join(a.root, doc)
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(rewrite(text, section))
+        if marked(text, section) is None:
+            p.error(f"{doc} has no <!-- settings:{section or 'top'} --> ... <!-- /settings --> markers")
+        new = rewrite(text, section)  # made whole before the file is opened for writing
+        with open(path + ".partial", "w", encoding="utf-8") as f:
+            f.write(new)
+        os.replace(path + ".partial", path)
     return 0
 
 

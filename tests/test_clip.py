@@ -221,6 +221,21 @@ def test_cuts_restart_and_carried_frames_get_the_coherence_settings_without_cree
     assert out[-1][1]["strength"] > 30  # uncapped, the carried dream gains 8 levels a frame
 
 
+def test_cadence_touches_up_every_nth_frame_and_carries_the_dream_along_the_flow_between():
+    frames = [f // 2 + 64 for f in panning(n=7, seed=1)]
+    calls = []
+    cfg = make_config("cadence=3", "cadence_touch_up=0", "coherence.blend=1.0")
+    out = list(video_frames(cfg, iter(frames), fake_dreamer(calls), torch.device("cpu"), new_state(), 30.0))
+    assert [info["kind"] for _, info in out] == ["key"] + ["warped"] * 6
+    assert len(calls) == 3  # frames 0, 3 and 6; those between are carried without a step
+    carried = [info["strength"] for _, info in out]
+    assert all(s > 5 for s in carried)  # the keyframe's 8 levels travel along the flow to the frames between
+    calls = []
+    cfg = make_config("cadence=3", "cadence_touch_up=1", "coherence.blend=1.0")
+    list(video_frames(cfg, iter(frames), fake_dreamer(calls), torch.device("cpu"), new_state(), 30.0))
+    assert [c["iterations"] for c in calls] == [2, 1, 1, 2, 1, 1, 2]  # a one-step touch-up between
+
+
 def test_maturity_is_carried_with_the_flow_and_grows_with_the_steps_taken():
     mask = torch.ones(1, 1, 4, 6)
     mask[..., -1] = 0.0  # the column entering the picture

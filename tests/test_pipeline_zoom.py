@@ -1,6 +1,8 @@
 """Zoom mode's frame loop: motion follows the (scheduled) settings frame by frame."""
 import math
+import os
 
+import numpy as np
 import torch
 
 from conftest import make_config
@@ -53,3 +55,72 @@ def test_a_layer_weight_schedule_keeps_one_objective_and_dreams_each_frames_weig
                       generator=D.image_generator(cfg.seed, t))
         assert torch.equal(out, ref), t
     assert len(made) == 1  # the weights changed in place: one objective, so CUDA graphs are kept
+
+
+def _adds(amount: float):
+    """A stand-in dream that adds `amount` to every pixel, counting its calls."""
+    calls = []
+
+    def dream(img, t, s, weight=None):
+        calls.append((t, s["iterations"], s["step"]))
+        return (img + amount).clamp(0, 1)
+
+    return dream, calls
+
+
+def test_cadence_dreams_every_nth_frame_and_eases_each_dream_in_evenly():
+    cfg = make_config("frames=7", "motion.zoom=1", "cadence=3", "cadence_touch_up=0", "color.match=0")
+    x = torch.full((1, 3, 16, 16), 0.1)
+    dream, calls = _adds(0.3)
+    shown = [float(f.mean()) for f, _ in zoom_frames(cfg, x, dream)]
+    assert [t for t, _, _ in calls] == [0, 3, 6]  # keyframes only (no touch-up asked for)
+    assert all(step == 3 * cfg.dream.step for _, _, step in calls)  # three frames' worth of growth in one
+    steps = [b - a for a, b in zip([0.1] + shown, shown)]
+    assert all(abs(s - 0.1) < 1e-6 for s in steps), steps  # each frame a third of a dream: no jump at 3 and 6
+
+
+def test_a_render_resumed_between_keyframes_makes_the_same_frames():
+    cfg = make_config("frames=8", "cadence=3", "cadence_touch_up=1", "motion.zoom=1.5", "motion.angle=20")
+    x = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(1))
+    dream, _ = _adds(0.05)
+    whole = list(zoom_frames(cfg, x, dream))
+    state = whole[4][1]  # saved with frame 4: what frame 5 needs
+    again = list(zoom_frames(cfg, state.get("input"), dream, 5, state["colors"], state["carried"]))
+    assert "input" not in state and "input" in whole[5][1]  # only before a keyframe is its input made
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(whole[5:], again))
+
+
+def test_colour_coherence_matches_each_frame_to_the_first():
+    from dreamvid import color
+
+    cfg = make_config("frames=5", "motion.zoom=1")  # matched by default
+    x = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(2)) * 0.5
+    redder = lambda img, t, s, weight=None: (img * torch.tensor([1.1, 0.95, 0.95]).view(1, 3, 1, 1)).clamp(0, 1)  # noqa: E731
+    frames = [f for f, _ in zoom_frames(cfg, x, redder)]
+    drift = [float(f[0, 0].mean() - f[0, 1].mean()) for f in frames]
+    assert abs(drift[-1] - drift[0]) < 0.02  # matched: the cast does not build up
+    plain = [f for f, _ in zoom_frames(make_config("frames=5", "motion.zoom=1", "color.match=0"), x, redder)]
+    assert float(plain[-1][0, 0].mean() - plain[-1][0, 1].mean()) - drift[0] > 0.05  # unmatched, it does
+    ref = color.reference(frames[0])
+    assert torch.equal(color.match(frames[3], ref, 0.0), frames[3])
+
+
+def test_a_reference_picture_gives_every_frame_its_colours(tmp_path):
+    import cv2
+
+    from dreamvid import color
+    from dreamvid.pipeline.zoom import run_zoom
+
+    warm = np.zeros((24, 32, 3), np.uint8)
+    warm[..., 0], warm[..., 1], warm[..., 2] = 200, 120, 40  # orange (RGB); the clouds are blue
+    warm[::2] = warm[::2] // 2
+    cv2.imwrite(str(tmp_path / "palette.png"), warm[..., ::-1])
+    cfg = make_config("frames=2", "width=48", "height=32", f"color.reference={tmp_path / 'palette.png'}",
+                      f"output={tmp_path / 'out'}/", "dream.iterations=1", "dream.octaves=1")
+    out = run_zoom(cfg)
+    frames = [cv2.imread(os.path.join(out, f))[..., ::-1] for f in sorted(os.listdir(out))]
+    assert len(frames) == 2
+    for f in frames:
+        r, g, b = (float(f[..., c].mean()) for c in range(3))
+        assert r > g > b, (r, g, b)  # orange, not the blue of the clouds
+    assert color.SPACES[0] == "rgb"

@@ -453,7 +453,7 @@ def help_text() -> str:
 
     groups = [f"{g}: {', '.join(_group_options(g))}   ({what})" for g, what in GROUPS.items()]
     docs = docs_folder()
-    where = (f"Docs (Markdown): {docs}/ video.md, schedules.md, neuron.md, sweeps.md, benchmarks.md, design.md"
+    where = (f"Docs (Markdown): {docs}/ zoom.md, video.md, schedules.md, neuron.md, sweeps.md, benchmarks.md, design.md"
              if docs else "Docs: README.md and docs/ of the dreamvid source")
     return "\n".join([USAGE, "", "== Groups (group=option) ==", *groups, "",
                       "== Settings: name=default  what it does [the modes that use it] ==", *help_lines()[1:], "",

@@ -9,7 +9,8 @@ consistency check marks the pixels the flow cannot explain (disocclusions, motio
 entering the frame), which start from the fresh source frame instead. The first frame and each
 frame after a scene cut (more than `coherence.cut_threshold` of the pixels unreliable) get the full
 `dream.*` settings: these are keyframes. The other frames are only touched up
-(`coherence.octaves` x `coherence.iterations` at the small `coherence.step`), except where the
+(`coherence.octaves` x `coherence.iterations` at the small `coherence.step`; with `cadence=N` only every
+N-th frame is, those between are the carried dream with `cadence_touch_up` steps at most), except where the
 carried dream does not cover the picture yet (entering it, uncovered): each pixel's maturity travels
 with the flow, and pixels that are new take the larger `coherence.new_step` until they are dreamed.
 
@@ -112,6 +113,7 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
     c = cfg.coherence
     estimate = flow_estimator(cfg.flow.method, cfg.flow.preset)
     prev_src = None  # the previous source frame on the device, once this loop has uploaded it
+    cadence = max(1, int(cfg.cadence))
     for frame, flows in with_flow(frames, estimate, state["source"], cfg.flow.workers):
         t = state["t"]
         src = to_tensor(frame, device)
@@ -141,7 +143,13 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
                 key_budget = int(round(s["octaves"])) * int(round(s["iterations"])) * s["step"]
                 steps = int(round(k["octaves"])) * int(round(k["iterations"]))
                 s = dict(s, octaves=k["octaves"], iterations=k["iterations"], step=k["step"] if weight is None else top)
-        out = dream_frame(start, t, s, weight)
+                if cadence > 1 and t % cadence:  # between keyframes of the cadence: carried, at most touched up
+                    steps = cfg.cadence_touch_up
+                    s = dict(s, octaves=1, iterations=steps)
+        if kind == "warped" and s["iterations"] == 0:
+            out = start
+        else:
+            out = dream_frame(start, t, s, weight)
         if kind == "warped":
             out = bound_residual(out, src, *(c.strength_cap * v for v in state["keyframe"]))
             state["maturity"] = matured(grown, pixel_step * steps, key_budget)
