@@ -142,12 +142,27 @@ def _layer_module(net: torch.nn.Module, layer: str) -> torch.nn.Module:
     return net.get_submodule(layer)
 
 
-def naive_dreamer(name: str, layers: List[str], device: torch.device) -> Callable[..., torch.Tensor]:
-    """dream(x, octaves, octave_scale, iterations, step, jitter) the way public PyTorch DeepDream code does."""
+class _Cut(Exception):
+    """Raised by the forward hook of the last dream layer to reach: the rest of the network is not run."""
+
+
+def naive_dreamer(name: str, layers: List[str], device: torch.device, cut: bool = False) -> Callable[..., torch.Tensor]:
+    """dream(x, octaves, octave_scale, iterations, step, jitter) the way public PyTorch DeepDream code does.
+
+    cut=False: the whole network runs forward, classifier included. cut=True: the forward pass stops at
+    the deepest dream layer, as the careful public code does (a VGG sliced at relu4_3, Google's notebook's
+    `forward(end=layer)`); here a hook raises once every dream layer has its activation.
+    """
     net = copy.deepcopy(load_backbone(name, RANDOM)).to(device)  # its own copy: the hooks stay on it
     acts: Dict[str, torch.Tensor] = {}
+
+    def keep(layer: str, output: torch.Tensor) -> None:
+        acts[layer] = output
+        if cut and len(acts) == len(layers):
+            raise _Cut
+
     for layer in layers:
-        _layer_module(net, layer).register_forward_hook(lambda m, i, o, layer=layer: acts.__setitem__(layer, o))
+        _layer_module(net, layer).register_forward_hook(lambda m, i, o, layer=layer: keep(layer, o))
     if isinstance(net, EfficientNetLite):
         normalize = lambda x: x  # noqa: E731 - the Lite net normalises its input itself
     else:
@@ -168,7 +183,11 @@ def naive_dreamer(name: str, layers: List[str], device: torch.device) -> Callabl
                 ox, oy = random.randint(-jitter, jitter), random.randint(-jitter, jitter)
                 img = torch.roll(img, (oy, ox), (2, 3)).detach()
                 img.requires_grad = True
-                net(normalize(img))
+                acts.clear()
+                try:
+                    net(normalize(img))
+                except _Cut:
+                    pass
                 loss = sum(acts[layer].pow(2).mean() for layer in layers)
                 loss.backward()
                 g = img.grad
@@ -249,10 +268,12 @@ def run_row(kind: str, dream_once: Callable[[int], torch.Tensor], warm: Callable
     return row
 
 
-def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_iterations: int) -> Dict[str, object]:
-    naive = naive_dreamer(name, LAYERS[name], device)
+def bench_naive(name: str, x: torch.Tensor, args, device: torch.device, warm_iterations: int,
+                cut: bool = False) -> Dict[str, object]:
+    naive = naive_dreamer(name, LAYERS[name], device, cut)
     random.seed(0)
-    return run_row("naive", lambda t: naive(x, args.octaves, 1.4, args.iterations, 1.5, 32),
+    return run_row("public (cut at the layer)" if cut else "naive (whole network)",
+                   lambda t: naive(x, args.octaves, 1.4, args.iterations, 1.5, 32),
                    lambda: naive(x, args.octaves, 1.4, warm_iterations, 1.5, 32), device, args.frames)
 
 
@@ -294,7 +315,8 @@ def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, h, w, generator=gen).to(device)
     warm_iterations = args.iterations if device.type == "cuda" else 1  # graphs capture after warm-up steps
-    rows: List[Dict[str, object]] = [bench_naive(name, x, args, device, warm_iterations)]
+    rows: List[Dict[str, object]] = [bench_naive(name, x, args, device, warm_iterations),
+                                     bench_naive(name, x, args, device, warm_iterations, cut=True)]
     # Frame 0 on the plain path (fp32 eager, in the tiles the row used), made when a row needs it: the
     # levers must make the dream faster, not different.
     plain_cfg = bench_config(name, layers, w, h, tiled, parse_speed("fp32+eager"), args, device)
@@ -312,14 +334,16 @@ def bench_model_size(name: str, w: int, h: int, tiled: bool, args, device: torch
             diff = (frame0 - (frame0 if row["plain"] else reference[tile])).abs() * 255
             row.update(diff_from_plain=float(diff.mean()), max_diff_from_plain=float(diff.max()))
         rows.append(row)
-    base = rows[0].get("s_per_frame")
+    base, public = rows[0].get("s_per_frame"), rows[1].get("s_per_frame")
     for row in rows:
         row.update(model=name, layers=layers, size=f"{w}x{h}", tiled=tiled, flops_per_frame=flops)
         if "s_per_frame" in row:
             row["tflops"] = flops / row["s_per_frame"] / 1e12
             row["speedup"] = base / row["s_per_frame"] if base else None
-        if "cpu_s_per_frame" in row and "cpu_s_per_frame" in rows[0]:
-            row["cpu_speedup"] = rows[0]["cpu_s_per_frame"] / row["cpu_s_per_frame"]
+            row["speedup_public"] = public / row["s_per_frame"] if public else None
+        for ref, key in ((rows[0], "cpu_speedup"), (rows[1], "cpu_speedup_public")):
+            if "cpu_s_per_frame" in row and "cpu_s_per_frame" in ref:
+                row[key] = ref["cpu_s_per_frame"] / row["cpu_s_per_frame"]
     reset_memory(device)
     return rows
 
@@ -397,6 +421,107 @@ def bench_end_to_end(name: str, w: int, h: int, args, device: torch.device) -> D
 
 
 # ---------------------------------------------------------------------------------------------
+# Cadence: a full dream every N-th frame.
+
+
+def frame_changes(frames: List[torch.Tensor]) -> List[float]:
+    """Mean absolute change from each frame to the next, 0-255 levels (uint8 frames)."""
+    return [float((b.float() - a.float()).abs().mean()) for a, b in zip(frames, frames[1:])]
+
+
+def bench_cadence(name: str, w: int, h: int, args, device: torch.device) -> List[Dict[str, object]]:
+    """A zoom and a clip at each cadence, in one run: frames per second and what it costs the look.
+
+    Both at dreamvid's default dream and coherence settings (not the rows' --octaves and --iterations).
+    Zoom: `--cadence-frames` frames of the default zoom motion and colour match; the first (a keyframe at every cadence,
+    and the warm-up) is not timed, so that every cadence times the same number of frames and keyframes
+    in proportion. keyframe_change: the largest change into a keyframe over the median change from frame
+    to frame (1: a keyframe does not stand out). Video: mode=video on the end-to-end clip, its residual
+    flicker and warp error by dreamvid.metrics against the source.
+    """
+    from dreamvid import color, metrics
+    from dreamvid.images import clouds, to_tensor, to_uint8
+    from dreamvid.pipeline import clip
+    from dreamvid.pipeline.dreamer import dreamer
+    from dreamvid.pipeline.zoom import zoom_frames
+
+    rows: List[Dict[str, object]] = []
+    speed = parse_speed(args.speeds.split(",")[0])
+    x = to_tensor(clouds(h, w, seed=0), device)
+    base = {}
+    warm = bench_config(name, LAYERS[name], w, h, False, speed, args, device)
+    warm.dream, warm.frames = DreamConfig(), 2
+    for _ in zoom_frames(warm, x, dreamer(warm, device)):  # the first row is timed warm, like the others
+        pass
+    for n in (int(v) for v in args.cadences.split(",")):
+        cfg = bench_config(name, LAYERS[name], w, h, False, speed, args, device)
+        cfg.dream = DreamConfig()  # what a zoom dreams by default (the model's layers)
+        cfg.frames, cfg.cadence, cfg.cadence_touch_up = args.cadence_frames, n, args.touch_up
+        dream_frame = dreamer(cfg, device)
+        frames, t0 = [], 0.0
+        for t, (frame, _) in enumerate(zoom_frames(cfg, x, dream_frame)):
+            sync(device)
+            frames.append(torch.from_numpy(to_uint8(frame)))
+            if t == 0:
+                t0 = time.perf_counter()
+        seconds = (time.perf_counter() - t0) / (len(frames) - 1)
+        changes = frame_changes(frames)
+        into_key = [changes[t - 1] for t in range(n, len(frames), n)]
+        detail = [color.measures(f.numpy())["detail"] for f in frames[1:]]
+        row = {"path": f"zoom cadence={n}", "cadence": n, "touch_up": args.touch_up, "model": name, "size": f"{w}x{h}",
+               "frames": len(frames), "s_per_frame": seconds, "fps": 1.0 / seconds,
+               "median_change": statistics.median(changes), "keyframe_change": max(into_key) / statistics.median(changes),
+               "detail_low": min(detail) / statistics.median(detail)}
+        base.setdefault("zoom", row["fps"])
+        row["fps_x"] = row["fps"] / base["zoom"]
+        rows.append(row)
+    if args.no_e2e:
+        return rows
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "clip.mp4")
+        make_clip(src, w, h, args.e2e_frames)
+        for n in (int(v) for v in args.cadences.split(",")):
+            cfg = bench_config(name, LAYERS[name], w, h, False, speed, args, device)
+            cfg.dream = DreamConfig()
+            out = os.path.join(tmp, f"cadence{n}.mp4")
+            cfg.mode, cfg.input, cfg.output, cfg.width, cfg.height = "video", src, out, None, None
+            cfg.cadence, cfg.cadence_touch_up = n, args.touch_up
+            t0 = time.perf_counter()
+            clip.run_video(cfg)
+            seconds = (time.perf_counter() - t0) / args.e2e_frames
+            m = metrics.coherence(out, src)
+            row = {"path": f"video cadence={n}", "cadence": n, "touch_up": args.touch_up, "model": name,
+                   "size": f"{w}x{h}", "frames": args.e2e_frames, "s_per_frame": seconds, "fps": 1.0 / seconds,
+                   "flicker": m["flicker"], "warp_error_ratio": m["warp_error_ratio"], "strength": m["strength"]}
+            base.setdefault("video", row["fps"])
+            row["fps_x"] = row["fps"] / base["video"]
+            rows.append(row)
+    return rows
+
+
+def print_cadence(rows: List[Dict[str, object]]) -> None:
+    rows = [r for r in rows if "cadence" in r and "error" not in r]
+    if not rows:
+        return
+    print()
+    head = (f"{'model':<10} {'size':>10} {'path':<18} {'touch-up':>8} {'s/frame':>8} {'fps':>7} {'x cadence 1':>11} "
+            f"{'keyframe change':>15} {'detail low':>10} {'flicker':>8} {'warp err':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        key = f"{r['keyframe_change']:.2f}x" if "keyframe_change" in r else ""
+        low = f"{r['detail_low']:.2f}x" if "detail_low" in r else ""
+        flicker = f"{r['flicker']:.3f}" if "flicker" in r else ""
+        warp_err = f"{r['warp_error_ratio']:.2f}x" if "warp_error_ratio" in r else ""
+        print(f"{r['model']:<10} {r['size']:>10} {r['path']:<18} {r['touch_up']:>8} {r['s_per_frame']:>8.3f} "
+              f"{r['fps']:>7.2f} {r['fps_x']:>10.2f}x {key:>15} {low:>10} {flicker:>8} {warp_err:>8}")
+    print("keyframe change: the largest frame-to-frame change into a keyframe over the median change (zoom); "
+          "detail low: the least detail (high-frequency energy) of a frame over the median frame's (zoom); "
+          "flicker: residual flicker against the source (video, dreamvid.metrics; 0: the dream moves with the "
+          "scene); warp err: the output's warp error over the source's")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def hardware(device: torch.device) -> Dict[str, object]:
@@ -413,25 +538,30 @@ def hardware(device: torch.device) -> Dict[str, object]:
 
 def print_table(rows: List[Dict[str, object]]) -> None:
     cpu = any("cpu_s_per_frame" in r for r in rows)
-    head = (f"{'model':<10} {'size':>10} {'path':<44} {'s/frame':>8} {'fps':>7} {'speedup':>7} {'TFLOP/s':>8} "
-            f"{'peak GiB':>9} {'vs plain':>10}")
+    head = (f"{'model':<10} {'size':>10} {'path':<44} {'s/frame':>8} {'fps':>7} {'x naive':>7} {'x public':>8} "
+            f"{'TFLOP/s':>8} {'peak GiB':>9} {'vs plain':>10}")
     if cpu:
-        head += f" {'CPU s':>7} {'speedup':>7}"
+        head += f" {'CPU s':>7} {'x naive':>7} {'x public':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
+        if "cadence" in r:
+            continue  # in their own table
         size = str(r.get("size", "")) + (" tiled" if r.get("tiled") else "")
         if "error" in r:
             print(f"{r.get('model', ''):<10} {size:>10} {r['path']:<44} {r['error']}")
             continue
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") else ""
+        public = f"{r['speedup_public']:.2f}x" if r.get("speedup_public") else ""
         tflops = f"{r['tflops']:.3f}" if "tflops" in r else ""
         peak = f"{r['peak_gib']:.2f}" + ("" if r["peak_of"] == "gpu" else "*")
         diff = f"{r['diff_from_plain']:.3f}/{r['max_diff_from_plain']:.1f}" if "diff_from_plain" in r else ""
         line = (f"{r['model']:<10} {size:>10} {r['path'][:44]:<44} {r['s_per_frame']:>8.3f} {r['fps']:>7.2f} "
-                f"{speedup:>7} {tflops:>8} {peak:>9} {diff:>10}")
+                f"{speedup:>7} {public:>8} {tflops:>8} {peak:>9} {diff:>10}")
         if cpu and "cpu_speedup" in r:
             line += f" {r['cpu_s_per_frame']:>7.3f} {r['cpu_speedup']:>6.2f}x"
+            if "cpu_speedup_public" in r:
+                line += f" {r['cpu_speedup_public']:>7.2f}x"
         print(line)
         if "fraction_of_dream_only" in r:
             note = f"  dream-only {r['dream_only_fps']:.2f} fps; end to end at"
@@ -470,6 +600,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, help="CPU threads (default all cores; on a busy machine 1 is steadier)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer iterations: a smoke test")
     ap.add_argument("--json", help="also write the rows and the hardware as JSON to this path")
+    ap.add_argument("--cadences", default="1,2,3,4", help="cadences to time on a zoom and on the end-to-end clip "
+                                                          "(default 1,2,3,4; empty: none)")
+    ap.add_argument("--touch-up", type=int, default=None, help="cadence_touch_up of the cadence rows "
+                                                               "(default: dreamvid's default)")
+    ap.add_argument("--cadence-frames", type=int, help="frames of the cadence zoom (default GPU 49, CPU 25)")
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -481,6 +616,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.frames = args.frames or frames
     args.e2e_frames = max(2, args.e2e_frames or (60 if kind == "cuda" else 20))
     args.e2e_size = args.e2e_size or ("1080p" if kind == "cuda" and not args.quick else None)
+    args.cadence_frames = max(2, args.cadence_frames or (49 if kind == "cuda" else 25))
+    args.touch_up = Config().cadence_touch_up if args.touch_up is None else args.touch_up
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in LAYERS]
@@ -531,6 +668,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 write_json(False)
                 print(f"  [{time.perf_counter() - started:6.1f} s] {name} {w}x{h}{' tiled' if tiled else ''}",
                       file=sys.stderr)
+        if args.cadences.strip():  # on the first model, at the end-to-end clip's size
+            w, h, _ = parse_size(args.e2e_size) if args.e2e_size else sizes[0]
+            rows += bench_cadence(models[0], w, h, args, device)
+            write_json(False)
         complete = True
     finally:
         print(f"device {device} ({info.get('gpu', info['machine'])}), torch {info['torch']}, "
@@ -538,6 +679,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{args.frames} timed frame(s) per row; {time.perf_counter() - started:.0f} s in all"
               + ("" if complete else "; STOPPED EARLY: the rows measured so far"))
         print_table(rows)
+        print_cadence(rows)
         write_json(complete)
         signal.signal(signal.SIGTERM, previous)
     return 0

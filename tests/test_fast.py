@@ -302,17 +302,23 @@ def test_the_benchmark_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--models", "lite0", "--sizes", "64x48,96x64/tiled", "--speeds", "auto,bf16",
                        "--tile-memory", "0.01", "--e2e-frames", "3", "--device", "cpu",
-                       "--threads", str(torch.get_num_threads()), "--json", str(out)]) == 0
+                       "--threads", str(torch.get_num_threads()), "--json", str(out),
+                       "--cadences", "1,3", "--cadence-frames", "7"]) == 0
     data = json.loads(out.read_text())
     rows = data["rows"]
     assert data["complete"]
-    assert [r["path"].split(":")[0] for r in rows] == ["end to end (mode=video)", "naive", "dreamvid auto",
-                                                       "dreamvid bf16", "-"]
-    e2e, rows = rows[0], rows[1:]
-    assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:3])
-    assert "folded BN" in rows[1]["path"] and rows[1]["diff_from_plain"] < 0.01  # auto on a CPU: rounding only
-    assert 0 < rows[2]["diff_from_plain"] < 2 and rows[2]["max_diff_from_plain"] < 32  # bf16: near, not equal
-    assert "even in" in rows[3]["error"]  # a configuration that cannot run is a row, the others go on
+    assert [r["path"].split(":")[0] for r in rows] == [
+        "end to end (mode=video)", "naive (whole network)", "public (cut at the layer)", "dreamvid auto",
+        "dreamvid bf16", "-", "zoom cadence=1", "zoom cadence=3", "video cadence=1", "video cadence=3"]
+    e2e, cadence, rows = rows[0], rows[6:], rows[1:6]
+    assert all(r["fps"] > 0 and r["flops_per_frame"] > 0 for r in rows[:4])
+    assert rows[0]["speedup"] == 1 and rows[1]["speedup_public"] == 1 and rows[2]["speedup_public"] > 0
+    assert "folded BN" in rows[2]["path"] and rows[2]["diff_from_plain"] < 0.01  # auto on a CPU: rounding only
+    assert 0 < rows[3]["diff_from_plain"] < 2 and rows[3]["max_diff_from_plain"] < 32  # bf16: near, not equal
+    assert "even in" in rows[4]["error"]  # a configuration that cannot run is a row, the others go on
+    assert cadence[0]["fps_x"] == 1 and cadence[1]["fps_x"] > 1.3  # a third of the dreams, even at this size
+    assert cadence[0]["keyframe_change"] > 0 and cadence[1]["keyframe_change"] > 0
+    assert cadence[2]["fps_x"] == 1 and 0 <= cadence[3]["flicker"] < 2 and cadence[3]["frames"] == 3
     assert e2e["frames"] == 2 and e2e["size"] == "64x48"  # the steady state: the frames after the first
     assert 0 < e2e["fraction_with_startup"] < 1 and 0 < e2e["fraction_of_dream_only"] <= 1
     assert bench.parse_size("4k/tiled") == (3840, 2160, True)
