@@ -40,6 +40,15 @@ RESERVE = 256 << 20  # bytes kept free for cuDNN workspaces and the allocator's 
 FREE_FRACTION = 0.8  # auto tiles plan for this fraction of the free GPU memory
 FULL_SIZE_BUFFERS = 12  # image-sized fp32 tensors alive during a frame: pyramid, detail, roll, blend sums
 GRANULE = 32  # tile sides are multiples of this (every net here downsamples by at most 32)
+# On a CPU more memory is slower, not only scarcer: each step's tensors are fresh pages the kernel must
+# fault in, and they fall out of the caches. Dreamed whole, a 4K lite0 step took 21.2 s (8.4 GiB
+# resident) against 13.0 s in the tiles of a 4 GiB plan and 8.6 s in those of a 2 GiB plan (672 px), though
+# tiles overlap and recompute their edges; 1080p whole took 1.4-1.7 s (2.7 GiB), faster than any tiling
+# (1 GiB: 2.3 s; 2 GiB: 1024 px tiles, half of each outside the frame's stride, 5.3 s). So automatic
+# tiles on a CPU dream a frame whole when the plan fits it in CPU_WHOLE (1080p does), and otherwise plan
+# for CPU_TILES (scripts/cpu_tiles.py; docs/benchmarks.md, "CPU tiles").
+CPU_WHOLE = 4 << 30
+CPU_TILES = 2 << 30
 # Steps whose memory is held at once with CUDA graphs: the graphs' shared pool keeps a captured step's
 # intermediates reserved while the next shape (a larger octave) warms up eagerly beside it.
 GRAPHED_STEPS = 2
@@ -194,19 +203,27 @@ def auto_tile_size(model: nn.Module, layers: Sequence[str], height: int, width: 
                    precision: str = "fp32", graphs: bool = False) -> int:
     """The tile side for a height x width frame on `device`: 0 for no tiling.
 
-    The budget is FREE_FRACTION of the free memory unless given: the GPU's (`torch.cuda.mem_get_info`),
-    or on a CPU the host's available memory, so that a frame too large for memory is tiled, or refused
-    with the reason when even small tiles do not fit.
+    The budget is FREE_FRACTION of the free memory unless given: the GPU's (`torch.cuda.mem_get_info`), so
+    that a frame too large for memory is tiled, or refused with the reason when even small tiles do not
+    fit. On a CPU, within FREE_FRACTION of the host's available memory: whole up to CPU_WHOLE, else tiles
+    planned for CPU_TILES (what measured fastest).
     """
     device = torch.device(device)
-    if budget is None:
-        if device.type == "cuda":
-            free, _total = torch.cuda.mem_get_info(device)
-        else:
-            free = available_host_memory()
-        budget = FREE_FRACTION * free
     bpp = saved_bytes_per_pixel(model, layers, precision)
     steps = GRAPHED_STEPS if graphs and device.type == "cuda" else 1
+    if budget is None and device.type != "cuda":  # the CPU: the size that measured fastest, if memory allows
+        free = FREE_FRACTION * available_host_memory()
+        for cap in (CPU_WHOLE, CPU_TILES):
+            try:
+                tile = plan_tile(bpp, height, width, min(free, cap), overlap=overlap)
+            except DreamvidError:  # a frame whose own buffers outgrow the cap: tiles in all the memory there is
+                break
+            if tile == 0 or cap == CPU_TILES:
+                return tile
+        return plan_tile(bpp, height, width, free, overlap=overlap)
+    if budget is None:
+        free, _total = torch.cuda.mem_get_info(device)
+        budget = FREE_FRACTION * free
     return plan_tile(bpp, height, width, budget, overlap=overlap, steps=steps)
 
 

@@ -107,11 +107,18 @@ def test_plan_tile_from_a_memory_budget():
 def test_auto_tile_size_from_free_memory(feats, monkeypatch):
     bpp = tiling.saved_bytes_per_pixel(feats, LAYERS)
     assert 100 < bpp < 100_000
-    # on a CPU, only a frame too large for the host's memory is tiled, or refused with the reason
+    # on a CPU, what measured fastest: whole frames up to CPU_WHOLE, else tiles planned for CPU_TILES, within
+    # the host's memory; a frame whose own buffers outgrow the caps is tiled in all the memory there is
     monkeypatch.setattr(tiling, "available_host_memory", lambda: 20 * 2**30)
-    assert tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") == 0
-    monkeypatch.setattr(tiling, "available_host_memory", lambda: 3 * 2**30)
-    assert 0 < tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") < 2160
+    assert tiling.plan_tile(bpp, 1080, 1920, tiling.CPU_WHOLE) == 0
+    assert tiling.auto_tile_size(feats, LAYERS, 1080, 1920, "cpu") == 0
+    assert tiling.plan_tile(bpp, 2160, 3840, tiling.FREE_FRACTION * 20 * 2**30) == 0  # it would fit whole...
+    tile = tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu")
+    assert tile == tiling.plan_tile(bpp, 2160, 3840, tiling.CPU_TILES) and 0 < tile < 2160  # ...but is tiled
+    assert tiling.auto_tile_size(feats, LAYERS, 4320, 7680, "cpu") == \
+        tiling.plan_tile(bpp, 4320, 7680, tiling.FREE_FRACTION * 20 * 2**30)  # 8K: its own buffers outgrow the caps
+    monkeypatch.setattr(tiling, "available_host_memory", lambda: 2 * 2**30)  # less than the cap: what there is
+    assert 0 < tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu") < tile
     monkeypatch.setattr(tiling, "available_host_memory", lambda: 0.4 * 2**30)
     with pytest.raises(DreamvidError, match="GiB even in"):
         tiling.auto_tile_size(feats, LAYERS, 2160, 3840, "cpu")
