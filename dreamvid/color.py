@@ -23,25 +23,15 @@ TIE = 1e-3  # how far a value moves towards its neighbourhood's mean to break ti
 _LEVELS = np.linspace(0.0, 1.0, QUANTILES)
 
 
-def _to_space(rgb: np.ndarray, space: str) -> np.ndarray:
-    """(H, W, 3) float32 RGB in [0, 1] -> the channels of `space` (OpenCV's float conventions)."""
+def _convert(img: np.ndarray, space: str, back: bool = False) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] -> the channels of `space` (OpenCV's float conventions); back=True:
+    the other way."""
     import cv2
 
-    if space == "lab":
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
-    if space == "hsv":
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    return rgb
-
-
-def _from_space(img: np.ndarray, space: str) -> np.ndarray:
-    import cv2
-
-    if space == "lab":
-        return cv2.cvtColor(img, cv2.COLOR_LAB2RGB)
-    if space == "hsv":
-        return cv2.cvtColor(img, cv2.COLOR_HSV2RGB)
-    return img
+    if space == "rgb":
+        return img
+    codes = {"lab": (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB), "hsv": (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)}[space]
+    return cv2.cvtColor(img, codes[1] if back else codes[0])
 
 
 def _channels(space: str) -> Tuple[int, ...]:
@@ -72,7 +62,7 @@ def _image(x: torch.Tensor) -> np.ndarray:
 
 def reference(x: torch.Tensor, space: str = "rgb") -> np.ndarray:
     """The colour distribution of a (1, 3, H, W) picture in [0, 1]: (3, QUANTILES) quantiles per channel."""
-    img = _to_space(_image(x), space)
+    img = _convert(_image(x), space)
     return np.stack([_quantiles(img[..., c]) for c in range(3)])
 
 
@@ -81,7 +71,7 @@ def match(x: torch.Tensor, ref: np.ndarray, strength: float, space: str = "rgb")
     `strength` (0: x as it is, 1: the reference's distribution)."""
     if strength <= 0:
         return x
-    img = _to_space(_image(x), space)
+    img = _convert(_image(x), space)
     out = img.copy()
     for c in _channels(space):
         key = _ranked(img[..., c])
@@ -90,7 +80,7 @@ def match(x: torch.Tensor, ref: np.ndarray, strength: float, space: str = "rgb")
         own = np.maximum.accumulate(own + np.arange(QUANTILES, dtype=np.float32) * 1e-6)
         mapped = np.interp(key, own, ref[c]).astype(np.float32)
         out[..., c] = img[..., c] + min(float(strength), 1.0) * (mapped - img[..., c])
-    rgb = np.clip(_from_space(out, space), 0.0, 1.0)
+    rgb = np.clip(_convert(out, space, back=True), 0.0, 1.0)
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(x.device, x.dtype)
 
 
