@@ -108,6 +108,9 @@ class MotionConfig:
     cy: Any = setting(0.5, "transform centre, fraction of the height", modes=("zoom",), scheduled=True)
     border: str = setting("reflection", "what fills the edges: reflection or border (replicate); never black",
                           modes=("zoom",), rule=one_of("reflection", "border"))
+    units: str = setting("second", "second: zoom, angle, tx and ty are rates per second; frame: per frame, as "
+                                   "Deforum's (zoom 0:(1.04) pastes and moves the same)",
+                         modes=("zoom",), rule=one_of("second", "frame"))
 
 
 @dataclass
@@ -237,6 +240,11 @@ class Config:
     input: Optional[str] = setting(None, "a picture (zoom); a video file or a folder of frames (video); unset: clouds",
                                    modes=DREAMING, unused="input is the picture or clip to dream; mode=neuron starts "
                                                           "from noise")
+    loop: bool = setting(False, "zoom: a seamless loop, the last frame leading into the first (the last second "
+                                "cross-fades into the start)", modes=("zoom",))
+    audio: Optional[str] = setting(None, "a song for loudness(t) and onset(t) in schedules; zoom: as long as the song "
+                                         "unless frames= is set, the song muxed in; video: unset: the clip's sound",
+                                   modes=DREAMING)
     output: Optional[str] = setting(None, ".mp4, .gif, a folder for PNG frames, or one still (.png, .jpg, .webp); "
                                           "neuron: a folder, or the grid's .png")
     frames: Optional[int] = setting(None, "the zoom's length; unset: 36, or 1 for a still", modes=("zoom",),

@@ -9,7 +9,8 @@ Every numeric motion and dream setting takes a plain number or a schedule string
     "0:(1), 48:(1 + 0.1*abs(sin(pi*s)))"    keyframe values may be expressions too
 
 Values are arithmetic in `t` (the frame index), `s` (seconds, t / fps) and `fps`, with a fixed list of
-functions and constants (`FUNCTIONS`, `CONSTANTS`). Before the first keyframe its value holds, after
+functions and constants (`FUNCTIONS`, `CONSTANTS`); `loudness(t)` and `onset(t)` follow the render's sound
+(0..1, `audio=`: dreamvid.audio). Before the first keyframe its value holds, after
 the last keyframe the last value holds; both neighbours are evaluated at the current frame and then
 interpolated.
 
@@ -95,6 +96,35 @@ FUNCTIONS: Dict[str, Tuple[Callable[..., float], int, Optional[int]]] = {
     "smoothstep": (_smoothstep, 3, 3),
 }
 CONSTANTS: Dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
+
+# Functions of the render's sound (`audio=`, dreamvid.audio): their argument is a frame index, their
+# value 0..1, read from the signals the render in progress set with `use_signals`.
+SIGNALS = ("loudness", "onset")
+_signals: Dict[str, Any] = {"current": None}
+
+
+class NoSignals(DreamvidError):
+    """loudness() or onset() in a schedule of a render without a sound."""
+
+
+def use_signals(signals: Any) -> None:
+    """The sound's per-frame signals (`audio.FrameSignals`, or None) that loudness() and onset() read."""
+    _signals["current"] = signals
+
+
+def _signal(name: str) -> Callable[[float], float]:
+    def value(x: float) -> float:
+        current = _signals["current"]
+        if current is None:
+            raise NoSignals(f"{name}(t) follows a sound: give audio=SONG (in mode=video a clip with sound "
+                            f"serves by itself)")
+        return current.value(name, float(x))
+
+    return value
+
+
+for _name in SIGNALS:
+    FUNCTIONS[_name] = (_signal(_name), 1, 1)
 ALLOWED = ", ".join(VARIABLES + tuple(FUNCTIONS) + tuple(CONSTANTS))
 
 _BINOPS: Dict[type, Tuple[str, Callable[[float, float], float]]] = {
@@ -359,6 +389,8 @@ class _Compiler:
                 what = _FORBIDDEN.get(type(node.func), "calling this")
                 raise self.fail(f"{what} is not allowed: '{self.seg(node.func)}'")
             fname = node.func.id
+            if fname in SIGNALS:
+                self.uses.add("audio")  # never a constant: the value is the sound's
             if fname not in FUNCTIONS:
                 if fname in VARIABLES or fname in CONSTANTS:
                     raise self.fail(f"'{fname}' is not a function: '{self.seg(node)}'")
@@ -463,7 +495,7 @@ class Schedule:
         self.bare = bare  # a number or an expression without keyframes
         self.keyframes: Tuple[int, ...] = tuple(k for k, _ in keys)
         self._values: Tuple[Fn, ...] = tuple(f for _, f in keys)
-        self.uses = uses  # the variables used: a subset of {"t", "s", "fps"}
+        self.uses = uses  # the variables used: a subset of {"t", "s", "fps"}, and "audio" for loudness()/onset()
         self._const: Optional[float] = None
         if not uses:
             values = [self._eval(0, f, (0.0, 0.0, 1.0)) for f in self._values]
@@ -473,13 +505,15 @@ class Schedule:
     @property
     def constant(self) -> bool:
         """True when the value does not change from frame to frame (it may still depend on fps)."""
-        return self._const is not None or (len(self._values) == 1 and not ({"t", "s"} & self.uses))
+        return self._const is not None or (len(self._values) == 1 and not ({"t", "s", "audio"} & self.uses))
 
     def _eval(self, t: float, fn: Fn, env: Env) -> float:
         try:
             return fn(env)
         except _EvalError as e:
             raise _fail(self.name, self.text, f"at frame {t:g}: {e}") from None
+        except NoSignals as e:
+            raise DreamvidError(f"{self.name}: {e}") from None
         except RecursionError:
             raise _fail(self.name, self.text, "expression nested too deeply") from None
 

@@ -124,3 +124,51 @@ def test_a_reference_picture_gives_every_frame_its_colours(tmp_path):
         r, g, b = (float(f[..., c].mean()) for c in range(3))
         assert r > g > b, (r, g, b)  # orange, not the blue of the clouds
     assert color.SPACES[0] == "rgb"
+
+
+def test_deforum_units_move_per_frame():
+    from dreamvid.pipeline.zoom import move
+
+    x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    per_frame = make_config("motion.units=frame", "motion.zoom='0:(1.04)'", "motion.angle=2", "motion.tx=3", "fps=12")
+    per_second = make_config(f"motion.zoom={1.04 ** 12}", "motion.angle=24", "motion.tx=36", "fps=12")
+    assert torch.allclose(move(per_frame, x, 0), move(per_second, x, 0), atol=1e-5)
+
+
+def _frames(folder):
+    import cv2
+
+    return [cv2.imread(os.path.join(folder, f)).astype(np.float32) for f in sorted(os.listdir(folder))]
+
+
+LOOP = ["debug=tiny", "frames=20", "fps=6", "width=64", "height=48", "dream.iterations=3", "loop=true",
+        "motion.angle=20"]
+
+
+def test_a_loop_leads_from_its_last_frame_into_its_first_and_resumes_in_its_fade(tmp_path):
+    import signal
+
+    from conftest import run_cli, start_cli, wait_for_frames
+
+    ref = tmp_path / "ref"
+    r = run_cli(LOOP + [f"output={ref}/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    frames = _frames(ref)
+    assert len(frames) == 20
+    steps = [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+    wrap = float(np.abs(frames[0] - frames[-1]).mean())
+    assert wrap <= float(np.median(steps)), (wrap, float(np.median(steps)), [round(v, 2) for v in steps])  # no larger than a step
+    plain = tmp_path / "plain"
+    assert run_cli([a for a in LOOP if a != "loop=true"] + [f"output={plain}/"], cwd=str(tmp_path)).returncode == 0
+    unlooped = _frames(plain)
+    assert float(np.abs(unlooped[0] - unlooped[-1]).mean()) > 3 * wrap  # without it the zoom jumps back
+
+    out = tmp_path / "run"  # stopped in the fade (it starts at frame 14), then resumed: the same frames
+    proc = start_cli(LOOP + [f"output={out}/"], str(tmp_path))
+    wait_for_frames(str(out) + ".state", 16, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    r = run_cli(LOOP + [f"output={out}/"], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(out), frames)) and len(_frames(out)) == 20

@@ -13,6 +13,7 @@ from ..config import Config
 from .checks import check, warn_about_settings, with_frames
 from .context import Context, Launcher
 from .outputs import absolute_inputs, resumed_config
+from .sound import listen
 
 
 def cores() -> int:
@@ -73,7 +74,7 @@ def run(cfg: Config, typed: Sequence[str] = (), context: Optional[Context] = Non
     resuming = bool(cfg.resume)
     if resuming:
         cfg = resumed_config(cfg)
-    cfg = with_frames(absolute_inputs(cfg))
+    cfg = with_frames(listen(absolute_inputs(cfg)))  # a zoom to a song lasts as long as the song
     check(cfg)
     if not resuming and cfg.segment is None:
         warn_about_settings(cfg, typed)

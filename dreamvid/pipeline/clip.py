@@ -237,11 +237,12 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
             if not (part and e.frames >= end):  # a segment planned to end where the damage starts is whole
                 raise TruncatedVideo(str(e), e.frames - first, e.expected - first) from None  # counted from first
 
-    audio = cfg.input if meta.has_audio and not part else None
+    # the sound: a song given (audio=) from its start, else the clip's own from the first frame dreamed
+    audio = None if part else cfg.audio or (cfg.input if meta.has_audio else None)
+    start = 0.0 if cfg.audio else meta.start + float(first / meta.rate)
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
-    return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide),
-                  audio=audio, audio_start=meta.start + float(first / meta.rate), lossless=part, resume_hint=hint,
-                  label=label)
+    return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide, cfg.audio),
+                  audio=audio, audio_start=start, lossless=part, resume_hint=hint, label=label)
 
 
 def first_frames(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:

@@ -43,7 +43,8 @@ def absolute_inputs(cfg: Config) -> Config:
         return os.path.abspath(full) if full and os.path.exists(full) else path
 
     weights = cfg.model.weights
-    return replace(cfg, input=absolute(cfg.input), dream=replace(cfg.dream, guide=absolute(cfg.dream.guide)),
+    return replace(cfg, input=absolute(cfg.input), audio=absolute(cfg.audio),
+                   dream=replace(cfg.dream, guide=absolute(cfg.dream.guide)),
                    color=replace(cfg.color, reference=absolute(cfg.color.reference)),
                    model=replace(cfg.model, weights=weights if weights == RANDOM else absolute(weights)))
 

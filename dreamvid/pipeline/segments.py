@@ -102,7 +102,8 @@ def _run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int]
     w, h = size
     readers = (read_frames(S.segment_path(out, s.index))[1] for s in plan)
     sources = read_frames(meta.path, size, plan[-1].end, meta=meta)[1]  # for the dissolves
-    enc = Encoder(out, w, h, meta.fps, audio=cfg.input if meta.has_audio else None, audio_start=meta.start,
+    sound, start = (cfg.audio, 0.0) if cfg.audio else (cfg.input if meta.has_audio else None, meta.start)
+    enc = Encoder(out, w, h, meta.fps, audio=sound, audio_start=start,
                   metadata=config_metadata(config), overwrite=cfg.overwrite, scratch=S.folder(out))
     enc.open()
     try:

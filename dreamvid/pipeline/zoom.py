@@ -1,7 +1,10 @@
 """Zoom mode: dream a frame, move it a little (zoom / rotate / translate), feed it back, repeat."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple
+import itertools
+import warnings
+from dataclasses import replace
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,9 +42,9 @@ def move(cfg: Config, x: torch.Tensor, t: int, clamp: bool = True) -> torch.Tens
     """Frame t's motion: the image that frame t + 1 dreams from (clamp=False: x is not a picture, but
     a picture and its signed residual)."""
     m = frame_values(cfg.motion, "motion", t, cfg.fps)
-    return transform(x, zoom=per_frame_zoom(m["zoom"], cfg.fps), angle=m["angle"] / cfg.fps,
-                     tx=m["tx"] / cfg.fps, ty=m["ty"] / cfg.fps, cx=m["cx"], cy=m["cy"], border=cfg.motion.border,
-                     clamp=clamp)
+    per = 1.0 if cfg.motion.units == "frame" else cfg.fps  # frames the rates are given over
+    return transform(x, zoom=per_frame_zoom(m["zoom"], per), angle=m["angle"] / per, tx=m["tx"] / per,
+                     ty=m["ty"] / per, cx=m["cx"], cy=m["cy"], border=cfg.motion.border, clamp=clamp)
 
 
 def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0, colors: Optional[np.ndarray] = None,
@@ -86,8 +89,26 @@ def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0, color
         yield shown, nxt
 
 
+def fade_length(cfg: Config) -> int:
+    """loop=true: how many frames the end fades into the start over (a second, at most a third of the zoom)."""
+    return max(1, min(int(round(cfg.fps)), cfg.frames // 3)) if cfg.loop and cfg.frames > 1 else 0
+
+
+def fade(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """(1 - w) a + w b, uint8 frames."""
+    return np.round(a.astype(np.float32) * (1.0 - w) + b.astype(np.float32) * w).astype(np.uint8)
+
+
 def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
-    """Render the zoom animation; returns the output path."""
+    """Render the zoom animation; returns the output path.
+
+    loop=true: the zoom is made 2k frames longer (`fade_length`): frames 0..k-1 are a run-in (the dream
+    grows fastest from the plain picture: its steps are the largest), frames k..2k-1 are held back, and the
+    output is frames 2k.. of it, whose last k frames cross-fade into the held ones (each half way to the next
+    frame of the zoom); the last output frame is half way from frame 2k-1 to the first output frame (2k),
+    so that it leads into it by half a step of the zoom.
+    A render resumed in the fade makes the held frames again.
+    """
     context = context or Context()
     device = resolve_device(cfg.device)
     out = resolve_output(cfg, "dream.mp4", context.folder)
@@ -105,13 +126,43 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
         colors = color.reference(to_tensor(fit_size(read_image(cfg.color.reference, "color.reference"), w, h)),
                                  cfg.color.space)
 
+    k = fade_length(cfg)
+    inner = replace(cfg, frames=cfg.frames + 2 * k)  # loop=true: 2k frames more, the run-in's and the fade's
+
+    def halfway(frames: List[np.ndarray]) -> List[np.ndarray]:
+        """Frames k..2k of the zoom -> the k frames its end fades into: each half way to the next, so that
+        the last leads into the first output frame (2k) by half a step of the zoom."""
+        return [fade(a, b, 0.5) for a, b in zip(frames, frames[1:])]
+
+    def held_frames() -> List[np.ndarray]:
+        """The fade's frames made again (a render resumed in its fade): the same as the first time."""
+        made = zoom_frames(inner, to_tensor(img, device), dream_frame, 0, colors)
+        return halfway([to_uint8(f) for f, _ in itertools.islice(made, 2 * k + 1)][k:])
+
     def produce(start: int, state):
         x = to_tensor(img, device) if state is None else state.get("input")
         x = None if x is None else x.to(device)
         ref = colors if state is None or state.get("colors") is None else state["colors"]
         carried = None if state is None or state.get("carried") is None else state["carried"].to(device)
-        for frame, nxt in zoom_frames(cfg, x, dream_frame, start, ref, carried):
-            yield to_uint8(frame), nxt  # the checkpoint copies its tensors to the host when it saves them
+        held: List[np.ndarray] = []
+        first = 0 if state is None else start + 2 * k  # the zoom's own frame index
+        for t, (frame, nxt) in enumerate(zoom_frames(inner, x, dream_frame, first, ref, carried), first):
+            shown = to_uint8(frame)
+            if k <= t <= 2 * k:  # the frames the loop's end fades into (2k: also the output's first)
+                held.append(shown)
+                if t == 2 * k:
+                    held = halfway(held)
+            if t < 2 * k:  # the run-in, not shown
+                continue
+            j = t - 2 * k  # the output's frame
+            if j >= cfg.frames - k:
+                held = held if len(held) == k else held_frames()
+                i = j - (cfg.frames - k)
+                shown = fade(shown, held[i], (i + 1) / k)  # the last: half way from frame 2k-1 to the first
+            yield shown, nxt  # the checkpoint copies its tensors to the host when it saves them
 
-    return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, inputs=(cfg.input, cfg.dream.guide, cfg.color.reference),
-                  frame_bar=not one)
+    if cfg.audio and not out.lower().endswith(".mp4"):
+        warnings.warn(f"output={out} has no sound: the song of audio={cfg.audio} is muxed into .mp4 only",
+                      stacklevel=2)
+    return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, frame_bar=not one, audio=cfg.audio,
+                  inputs=(cfg.input, cfg.dream.guide, cfg.color.reference, cfg.audio))
