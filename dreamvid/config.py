@@ -91,6 +91,10 @@ class DreamConfig:
     guide: Optional[str] = setting(None, "a guide picture: dream towards its features instead of amplifying",
                                    modes=DREAMING)
     guide_weight: Any = setting(1.0, "how strongly the guide pulls", modes=DREAMING, scheduled=True)
+    mask: Optional[str] = setting(None, "where to dream: a picture, or a clip or folder as long as the render; white "
+                                        "dreams, black keeps the source (zoom: the undreamed picture)", modes=DREAMING)
+    mask_strength: Any = setting(1.0, "0..1: how much of the dream the mask's white lets through",
+                                 modes=DREAMING, rule=between(0, 1), scheduled=True)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from ..config import Config
 from ..errors import DreamvidError
 from ..flow import FlowFn, consistency, flow_estimator, flow_pair, is_flat, to_device
 from ..images import to_tensor, to_uint8
+from ..mask import Mask, composite
 from ..model import resolve_device
 from ..settings import frame_values
 from ..video import TruncatedVideo, VideoMeta, probe, read_frames
@@ -105,10 +106,11 @@ def with_flow(frames: Iterable[np.ndarray], estimate: Optional[FlowFn], prev: Op
 
 
 def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device: torch.device,
-                 state: Dict[str, Any], fps: float) -> Iterator[Tuple[torch.Tensor, Dict[str, Any]]]:
+                 state: Dict[str, Any], fps: float, dream_mask: Optional[Mask] = None) -> Iterator[Tuple[torch.Tensor, Dict[str, Any]]]:
     """Yield (dreamed frame (1, 3, H, W), info) for each source frame; `state` is updated in place.
 
-    To resume after frame n, pass the state saved with it and the frames from n + 1 on.
+    To resume after frame n, pass the state saved with it and the frames from n + 1 on. dream_mask
+    (dream.mask): the dream where it is white, the source frame where it is black.
     """
     c = cfg.coherence
     estimate = flow_estimator(cfg.flow.method, cfg.flow.preset)
@@ -157,6 +159,8 @@ def video_frames(cfg: Config, frames: Iterator[np.ndarray], dream_frame, device:
             state["keyframe"] = keyframe_limits(out, src)
             state["maturity"] = None
         out = color_match(out, src, k["color_match"])
+        if dream_mask is not None:
+            out = composite(out, src, dream_mask.at(t), s["mask_strength"])
         state.update(t=t + 1, source=frame, dream=None if kind == "flat" else out)
         prev_src = src
         yield out, {"t": t, "kind": kind, "unreliable": unreliable, "strength": strength(out, src)}
@@ -230,8 +234,9 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
         # to the end of the clip: no limit, so that a clip cut short of its index is noticed
         _, frames = read_frames(cfg.input, (w, h), end if end < meta.frames else None, meta=meta, start=first + start)
         try:
+            where = Mask(cfg.dream.mask, (w, h), end, device, first + start) if cfg.dream.mask else None
             for x, _info in video_frames(cfg, first_frames(frames, end - first - start), dream_frame,
-                                         device, state, float(meta.rate)):
+                                         device, state, float(meta.rate), where):
                 yield to_uint8(x), dict(state)  # a copy: video_frames replaces its values, never changes them
         except TruncatedVideo as e:
             if not (part and e.frames >= end):  # a segment planned to end where the damage starts is whole
@@ -241,7 +246,8 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     audio = None if part else cfg.audio or (cfg.input if meta.has_audio else None)
     start = 0.0 if cfg.audio else meta.start + float(first / meta.rate)
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
-    return render(cfg, out, w, h, meta.fps, end - first, produce, inputs=(cfg.input, cfg.dream.guide, cfg.audio),
+    return render(cfg, out, w, h, meta.fps, end - first, produce,
+                  inputs=(cfg.input, cfg.dream.guide, cfg.audio, cfg.dream.mask),
                   audio=audio, audio_start=start, lossless=part, resume_hint=hint, label=label)
 
 

@@ -44,7 +44,7 @@ def absolute_inputs(cfg: Config) -> Config:
 
     weights = cfg.model.weights
     return replace(cfg, input=absolute(cfg.input), audio=absolute(cfg.audio),
-                   dream=replace(cfg.dream, guide=absolute(cfg.dream.guide)),
+                   dream=replace(cfg.dream, guide=absolute(cfg.dream.guide), mask=absolute(cfg.dream.mask)),
                    color=replace(cfg.color, reference=absolute(cfg.color.reference)),
                    model=replace(cfg.model, weights=weights if weights == RANDOM else absolute(weights)))
 

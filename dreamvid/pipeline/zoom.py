@@ -12,6 +12,7 @@ import torch
 from .. import color
 from ..config import Config
 from ..images import clouds, fit_size, read_image, to_tensor, to_uint8
+from ..mask import Mask, composite
 from ..model import resolve_device
 from ..motion import per_frame_zoom, transform
 from ..settings import frame_values
@@ -47,8 +48,20 @@ def move(cfg: Config, x: torch.Tensor, t: int, clamp: bool = True) -> torch.Tens
                      ty=m["ty"] / per, cx=m["cx"], cy=m["cy"], border=cfg.motion.border, clamp=clamp)
 
 
+def matched(cfg: Config, frame: torch.Tensor, colors: Optional[np.ndarray], t: int):
+    """(frame t colour-matched to `colors`, the reference): with no reference yet, this frame becomes it."""
+    strength = frame_values(cfg.color, "color", t, cfg.fps)["match"]
+    if colors is None and (strength > 0 or isinstance(cfg.color.match, str)):
+        return frame, color.reference(frame, cfg.color.space)  # the first frame's: it stays as it is
+    if colors is not None:
+        return color.match(frame, colors, strength, cfg.color.space), colors
+    return frame, colors
+
+
 def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0, colors: Optional[np.ndarray] = None,
-                carried: Optional[torch.Tensor] = None) -> Iterator[Tuple[torch.Tensor, Dict[str, Any]]]:
+                carried: Optional[torch.Tensor] = None, mask: Optional[Mask] = None,
+                plain: Optional[torch.Tensor] = None,
+                plain_colors: Optional[np.ndarray] = None) -> Iterator[Tuple[torch.Tensor, Dict[str, Any]]]:
     """Yield (frame t, what frame t + 1 needs) for t = start..: x is frame start's input (None for a frame
     between keyframes, which needs only `carried`); colors: the reference's (`color.reference`), None: the
     first dream's; carried: (2, 3, H, W), with cadence > 1 between keyframes, the last keyframe's input
@@ -61,20 +74,36 @@ def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0, color
     k*N + j shows (j + 1) / N of it), so each frame changes as much as the last and the keyframe does not
     jump; the next keyframe dreams from the whole dream, moved. cadence_touch_up: that many ascent steps
     at full size on each frame between (not fed back).
+
+    mask (dream.mask): each frame is the dream where the mask is white and, where it is black, frame t
+    of the same zoom without the dream (`plain`, moved and colour-matched as that render's frames are,
+    to `plain_colors`); x at the start.
     """
     n = max(1, int(cfg.cadence))
+    if mask is not None and plain is None:
+        plain, plain_colors = x, colors
     for t in range(start, cfg.frames):
         s = frame_values(cfg.dream, "dream", t, cfg.fps)
+        if mask is not None:
+            plain, plain_colors = matched(cfg, plain, plain_colors, t)
+
+        def kept(img: torch.Tensor) -> torch.Tensor:  # the undreamed zoom where the mask is black
+            return img if mask is None else composite(img, plain, mask.at(t), s["mask_strength"])
+
+        def undreamed(nxt: Dict[str, Any]) -> Dict[str, Any]:  # frame t + 1's undreamed picture
+            nonlocal plain
+            if mask is not None:
+                plain = nxt["plain"] = move(cfg, plain, t)
+                nxt["plain_colors"] = plain_colors
+            return nxt
+
         if n == 1 or t % n == 0 or carried is None:
             frame = dream_frame(x, t, s if n == 1 else dict(s, step=s["step"] * n))
-            strength = frame_values(cfg.color, "color", t, cfg.fps)["match"]
-            if colors is None and (strength > 0 or isinstance(cfg.color.match, str)):
-                colors = color.reference(frame, cfg.color.space)  # the first frame's: it stays as it is
-            elif colors is not None:
-                frame = color.match(frame, colors, strength, cfg.color.space)
+            frame, colors = matched(cfg, frame, colors, t)
+            frame = kept(frame)
             if n == 1:
                 x = move(cfg, frame, t)
-                yield frame, {"input": x, "colors": colors}
+                yield frame, undreamed({"input": x, "colors": colors})
                 continue
             carried = torch.cat([x, frame - x])  # the picture dreamed on, and its dream
         else:
@@ -83,10 +112,11 @@ def zoom_frames(cfg: Config, x: torch.Tensor, dream_frame, start: int = 0, color
         shown = (carried[:1] + ease * carried[1:]).clamp(0.0, 1.0)
         if t % n and cfg.cadence_touch_up:
             shown = dream_frame(shown, t, dict(s, octaves=1, iterations=cfg.cadence_touch_up))
+        shown = kept(shown)
         nxt = {"colors": colors, "carried": carried}
         if (t + 1) % n == 0:  # what the next keyframe dreams from: the whole dream, moved
-            nxt["input"] = x = move(cfg, (carried[:1] + carried[1:]).clamp(0.0, 1.0), t)
-        yield shown, nxt
+            nxt["input"] = x = move(cfg, kept((carried[:1] + carried[1:]).clamp(0.0, 1.0)), t)
+        yield shown, undreamed(nxt)
 
 
 def fade_length(cfg: Config) -> int:
@@ -129,6 +159,9 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
     k = fade_length(cfg)
     inner = replace(cfg, frames=cfg.frames + 2 * k)  # loop=true: 2k frames more, the run-in's and the fade's
 
+    def mask_from(start: int) -> Optional[Mask]:  # frame `start` of the zoom on (a clip is read forward)
+        return Mask(cfg.dream.mask, (w, h), inner.frames, device, start) if cfg.dream.mask else None
+
     def halfway(frames: List[np.ndarray]) -> List[np.ndarray]:
         """Frames k..2k of the zoom -> the k frames its end fades into: each half way to the next, so that
         the last leads into the first output frame (2k) by half a step of the zoom."""
@@ -136,7 +169,7 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
 
     def held_frames() -> List[np.ndarray]:
         """The fade's frames made again (a render resumed in its fade): the same as the first time."""
-        made = zoom_frames(inner, to_tensor(img, device), dream_frame, 0, colors)
+        made = zoom_frames(inner, to_tensor(img, device), dream_frame, 0, colors, mask=mask_from(0))
         return halfway([to_uint8(f) for f, _ in itertools.islice(made, 2 * k + 1)][k:])
 
     def produce(start: int, state):
@@ -144,9 +177,12 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
         x = None if x is None else x.to(device)
         ref = colors if state is None or state.get("colors") is None else state["colors"]
         carried = None if state is None or state.get("carried") is None else state["carried"].to(device)
+        plain = None if state is None or state.get("plain") is None else state["plain"].to(device)
+        plain_ref = None if state is None else state.get("plain_colors")
         held: List[np.ndarray] = []
         first = 0 if state is None else start + 2 * k  # the zoom's own frame index
-        for t, (frame, nxt) in enumerate(zoom_frames(inner, x, dream_frame, first, ref, carried), first):
+        made = zoom_frames(inner, x, dream_frame, first, ref, carried, mask_from(first), plain, plain_ref)
+        for t, (frame, nxt) in enumerate(made, first):
             shown = to_uint8(frame)
             if k <= t <= 2 * k:  # the frames the loop's end fades into (2k: also the output's first)
                 held.append(shown)
@@ -165,4 +201,4 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
         warnings.warn(f"output={out} has no sound: the song of audio={cfg.audio} is muxed into .mp4 only",
                       stacklevel=2)
     return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, frame_bar=not one, audio=cfg.audio,
-                  inputs=(cfg.input, cfg.dream.guide, cfg.color.reference, cfg.audio))
+                  inputs=(cfg.input, cfg.dream.guide, cfg.color.reference, cfg.audio, cfg.dream.mask))
