@@ -88,8 +88,8 @@ class DreamConfig:
                         rule=above(0), scheduled=True)
     jitter: Any = setting(32, "random roll in px, undone after each step", modes=DREAMING, rule=at_least(0),
                           scheduled=True)
-    guide: Optional[str] = setting(None, "a guide picture: dream towards its features instead of amplifying",
-                                   modes=DREAMING)
+    guide: Optional[str] = setting(None, "a guide picture, or pictures at keyframes ('0:(a.jpg), 48:(b.jpg)', blended "
+                                         "between): dream towards its features", modes=DREAMING)
     guide_weight: Any = setting(1.0, "how strongly the guide pulls", modes=DREAMING, scheduled=True)
     mask: Optional[str] = setting(None, "where to dream: a picture, or a clip or folder as long as the render; white "
                                         "dreams, black keeps the source (zoom: the undreamed picture)", modes=DREAMING)

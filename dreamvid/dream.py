@@ -27,14 +27,16 @@ Weight = Union[float, torch.Tensor]
 
 def make_objective(features: Features, layers: Sequence[str], weights: Union[Sequence[float], torch.Tensor] = (),
                    channels: Sequence[Sequence[int]] = (),
-                   guides: Optional[Dict[str, torch.Tensor]] = None, guide_weight: Weight = 1.0) -> Objective:
+                   guides: Optional[Dict[str, torch.Tensor]] = None, guide_weight: Weight = 1.0,
+                   blend: Optional[Tuple[Dict[str, torch.Tensor], Weight]] = None) -> Objective:
     """image -> scalar to maximise: the weighted mean square of each layer's (selected) activations.
 
     With `guides` (layer -> guide features (C, N)), each position is instead pulled towards the guide
     feature it matches best by dot product (the notebook's guided dreaming). `weights` (one per layer)
     and `guide_weight` may be tensors on the device (1-D and 0-d) that the caller changes in place
     between steps: then one objective, and the CUDA graphs captured for it, serves every frame of a
-    weight schedule.
+    weight schedule. blend=(other guides, b): a guide schedule between two keyframes' pictures, the
+    guided term (1 - b) of `guides`' and b of the other's (b may be a 0-d tensor changed in place).
     """
     layers = list(layers)
     if isinstance(weights, torch.Tensor):
@@ -66,7 +68,11 @@ def make_objective(features: Features, layers: Sequence[str], weights: Union[Seq
                     indices[key] = torch.tensor(list(ch), dtype=torch.long, device=a.device)
                 a = a.index_select(1, indices[key])
             if guides is not None and layer in guides:
-                total = total + w * guide_weight * (a * guided_target(a, guides[layer])).mean()
+                pull = (a * guided_target(a, guides[layer])).mean()
+                if blend is not None:
+                    other, b = blend
+                    pull = (1 - b) * pull + b * (a * guided_target(a, other[layer])).mean()
+                total = total + w * guide_weight * pull
             else:
                 total = total + w * a.float().pow(2).mean()
         return total

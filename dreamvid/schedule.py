@@ -644,6 +644,54 @@ def _parse_steps_text(text: str, name: str) -> StepSchedule:
     return StepSchedule(name, text, [(k, _names(text, v, name)) for k, v in keys])
 
 
+_PICTURE_KEYS_RE = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*:\s*)?\d+\s*:\s*\(")
+
+
+class PictureSchedule:
+    """Pictures at keyframes, blended between them: `pictures(t) -> (picture a, picture b, weight of b)`.
+
+    Modes as for numbers: linear (the default) and smooth blend from one keyframe's picture to the next's,
+    step switches at each keyframe. A plain path is one picture for every frame.
+    """
+
+    __slots__ = ("name", "text", "mode", "keyframes", "pictures")
+
+    def __init__(self, name: str, text: str, mode: str, keys: Sequence[Tuple[int, str]]):
+        self.name, self.text, self.mode = name, text, mode
+        self.keyframes: Tuple[int, ...] = tuple(k for k, _ in keys)
+        self.pictures: Tuple[str, ...] = tuple(v for _, v in keys)
+
+    def __call__(self, t: float) -> Tuple[str, str, float]:
+        keys, pics = self.keyframes, self.pictures
+        i = bisect.bisect_right(keys, t) - 1
+        if i < 0:
+            return pics[0], pics[0], 0.0
+        if i == len(keys) - 1 or self.mode == "step" or t == keys[i]:
+            return pics[i], pics[i], 0.0
+        w = (t - keys[i]) / (keys[i + 1] - keys[i])
+        if self.mode == "smooth":
+            w = w * w * (3.0 - 2.0 * w)
+        return pics[i], pics[i + 1], float(w)
+
+    def with_paths(self, change: Callable[[str], str]) -> str:
+        """The schedule's text with each picture's path changed (made absolute, say)."""
+        if len(self.pictures) == 1 and not _PICTURE_KEYS_RE.match(self.text):
+            return change(self.pictures[0])
+        body = ", ".join(f"{k}:({change(p)})" for k, p in zip(self.keyframes, self.pictures))
+        return body if self.mode == "linear" else f"{self.mode}: {body}"
+
+
+def parse_pictures(value: str, name: str = "dream.guide") -> PictureSchedule:
+    """A picture, or pictures at keyframes: "a.jpg", "0:(a.jpg), 48:(b.jpg)", "step: 0:(a.jpg), 96:(b.png)"."""
+    text = str(value)
+    _check_text(text, name)
+    if not _PICTURE_KEYS_RE.match(text):
+        return PictureSchedule(name, text, "step", [(0, text.strip())])
+    mode, body = _split_mode(text, name)
+    keys = _keyframes(body, name, text) or []
+    return PictureSchedule(name, text, mode, [(k, v.strip()) for k, v in keys])
+
+
 def parse_steps(value: Any, name: str = "dream.layers") -> StepSchedule:
     """A step schedule of names: "0:(blocks.10), 48:(blocks.7+blocks.4)", "blocks.10", or a list of names.
 

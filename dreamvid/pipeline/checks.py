@@ -12,7 +12,7 @@ from .. import schedule, settings
 from ..config import MODES, Config
 from ..errors import DreamvidError
 from ..video import CLIP_EXTS, output_kind
-from .outputs import refuse_input_as_output
+from .outputs import guide_pictures, refuse_input_as_output
 
 DEFAULT_FRAMES = 36  # a zoom's length when frames is not given (a still output: 1)
 
@@ -63,9 +63,10 @@ def check(cfg: Config) -> None:
     if cfg.mode == "zoom" and is_clip(cfg.input):
         raise DreamvidError(f"input={cfg.input} is a video: mode=zoom starts from one picture; "
                             f"mode=video dreams a clip")
-    if is_clip(cfg.dream.guide):
-        raise DreamvidError(f"dream.guide={cfg.dream.guide} is a video: the guide is one picture (one of its "
-                            f"frames: ffmpeg -i {cfg.dream.guide} -frames:v 1 guide.png)")
+    for guide in guide_pictures(cfg):
+        if is_clip(guide):
+            raise DreamvidError(f"dream.guide={guide} is a video: a guide is a picture (one of its frames: "
+                                f"ffmpeg -i {guide} -frames:v 1 guide.png)")
     if cfg.segments == "auto" and cfg.mode != "video":
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
     if cfg.first_frame and cfg.segments == "auto":

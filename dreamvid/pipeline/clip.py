@@ -45,7 +45,7 @@ from ..video import TruncatedVideo, VideoMeta, probe, read_frames
 from .checks import warn_if_slow
 from .context import Context
 from .dreamer import dreamer
-from .outputs import resolve_output
+from .outputs import read_files, resolve_output
 from .render import render
 from .segments import plan_key, run_segmented
 
@@ -247,7 +247,7 @@ def dream_range(cfg: Config, meta: VideoMeta, size: Tuple[int, int], first: int,
     start = 0.0 if cfg.audio else meta.start + float(first / meta.rate)
     hint = "the same segments=auto command (it keeps what each segment finished)" if part else None
     return render(cfg, out, w, h, meta.fps, end - first, produce,
-                  inputs=(cfg.input, cfg.dream.guide, cfg.audio, cfg.dream.mask),
+                  inputs=read_files(cfg),
                   audio=audio, audio_start=start, lossless=part, resume_hint=hint, label=label)
 
 

@@ -3,7 +3,7 @@ with that frame's (possibly scheduled) settings through the fast path and, where
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -30,9 +30,13 @@ def dreamer(cfg: Config, device: torch.device,
     budget = cfg.speed.tile_memory * 2**30 if cfg.speed.tile_memory > 0 else None
     frame_steps = tiling.FrameSteps(stepper, feats, every_layer, device, tile=cfg.speed.tile,
                                     overlap=cfg.speed.tile_overlap, budget=budget)
-    guides = None
-    if cfg.dream.guide:
-        guides = D.guide_features(feats, to_tensor(read_image(cfg.dream.guide, "dream.guide"), device), every_layer)
+    # Guide pictures (a keyframe schedule of them blends from one to the next): their features, once each
+    guide_at = schedule.parse_pictures(cfg.dream.guide) if cfg.dream.guide else None
+    features: Dict[str, Dict[str, torch.Tensor]] = {}
+    for picture in (guide_at.pictures if guide_at else ()):
+        if picture not in features:
+            features[picture] = D.guide_features(feats, to_tensor(read_image(picture, "dream.guide"), device),
+                                                 every_layer)
     # The objective of the last frame, reused while its layers stay: a CUDA graph is captured per objective.
     # Layer and guide weights (schedules may change them every frame) live in device tensors that the
     # objective reads, updated in place, so the graphs serve every frame.
@@ -43,11 +47,19 @@ def dreamer(cfg: Config, device: torch.device,
         layers = layer_steps(t)
         weights = [float(schedule.at(w, t, cfg.fps, "dream.layer_weights")) for w in cfg.dream.layer_weights]
         weights = weights or [1.0] * len(layers)
-        if last.get("layers") != layers:
+        a, b, mix = guide_at(t) if guide_at else (None, None, 0.0)
+        pair = (a, b if mix > 0 else None)
+        if last.get("layers") != layers or last.get("pair") != pair:
             w = torch.tensor(weights, dtype=torch.float32, device=device)
             g = torch.tensor(float(s["guide_weight"]), dtype=torch.float32, device=device)
-            last.update(layers=layers, weights=weights, guide_weight=s["guide_weight"], w=w, g=g,
-                        objective=D.make_objective(feats, layers, w, cfg.dream.channels, guides, guide_weight=g))
+            m = torch.tensor(mix, dtype=torch.float32, device=device)
+            blend = (features[b], m) if pair[1] is not None else None
+            last.update(layers=layers, pair=pair, weights=weights, guide_weight=s["guide_weight"], w=w, g=g, m=m,
+                        mix=mix, objective=D.make_objective(feats, layers, w, cfg.dream.channels,
+                                                            features.get(a), guide_weight=g, blend=blend))
+        if last["mix"] != mix:
+            last["m"].fill_(mix)
+            last["mix"] = mix
         if last["weights"] != weights:
             last["w"].copy_(torch.tensor(weights, dtype=torch.float32))
             last["weights"] = weights

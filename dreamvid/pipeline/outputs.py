@@ -6,11 +6,11 @@ import dataclasses
 import os
 import warnings
 from dataclasses import replace
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
-from .. import files
+from .. import files, schedule
 from ..checkpoint import find_state, saved_config
 from ..config import Config, from_dict
 from ..errors import DreamvidError
@@ -27,9 +27,20 @@ def resolve_output(cfg: Config, default_name: str, folder: str) -> str:
     return out
 
 
+def guide_pictures(cfg: Config) -> Tuple[str, ...]:
+    """dream.guide's pictures: one, or those of its keyframes."""
+    return schedule.parse_pictures(cfg.dream.guide).pictures if cfg.dream.guide else ()
+
+
+def read_files(cfg: Config) -> Tuple[Optional[str], ...]:
+    """Every file a render reads besides the model: what identifies it for resume, and what no output may replace."""
+    return (cfg.input, *guide_pictures(cfg), cfg.color.reference, cfg.audio, cfg.dream.mask)
+
+
 def refuse_input_as_output(cfg: Config, out: Optional[str]) -> None:
-    """No output may replace the files a render reads: its input and its guide image."""
-    for what, source in (("input", cfg.input), ("guide image", cfg.dream.guide)):
+    """No output may replace the files a render reads: its input, guide pictures, reference, song, mask."""
+    names = ["input"] + ["guide image"] * len(guide_pictures(cfg)) + ["colour reference", "song", "mask"]
+    for what, source in zip(names, read_files(cfg)):
         if source and out and os.path.exists(source) and \
                 os.path.realpath(source) == os.path.realpath(os.path.expanduser(out.rstrip("/" + os.sep))):
             raise DreamvidError(f"output would overwrite the {what} {source}: choose another output=")
@@ -44,7 +55,8 @@ def absolute_inputs(cfg: Config) -> Config:
 
     weights = cfg.model.weights
     return replace(cfg, input=absolute(cfg.input), audio=absolute(cfg.audio),
-                   dream=replace(cfg.dream, guide=absolute(cfg.dream.guide), mask=absolute(cfg.dream.mask)),
+                   dream=replace(cfg.dream, mask=absolute(cfg.dream.mask), guide=cfg.dream.guide and
+                                 schedule.parse_pictures(cfg.dream.guide).with_paths(absolute)),
                    color=replace(cfg.color, reference=absolute(cfg.color.reference)),
                    model=replace(cfg.model, weights=weights if weights == RANDOM else absolute(weights)))
 

@@ -22,7 +22,7 @@ from ..errors import DreamvidError
 from ..progress import progress
 from ..video import Encoder, TruncatedVideo, VideoMeta, config_metadata, read_frames
 from .context import Launcher
-from .outputs import claim_config_file, config_dict, save_config
+from .outputs import claim_config_file, config_dict, read_files, save_config
 from .render import Interrupted
 
 PLAN_WIDTH = 320  # frames are compared at most this wide to find the cuts
@@ -50,7 +50,7 @@ def make_plan(cfg: Config, meta: VideoMeta, total: int) -> Tuple[List[S.Segment]
 
 def plan_key(cfg: Config) -> str:
     """The render a plan and its segments belong to: the settings (not which segment) and the inputs."""
-    return render_key(config_dict(replace(cfg, segment=None)), (cfg.input, cfg.dream.guide))
+    return render_key(config_dict(replace(cfg, segment=None)), read_files(cfg))
 
 
 def run_segmented(cfg: Config, meta: VideoMeta, out: str, size: Tuple[int, int], total: int, launch: Launcher) -> str:

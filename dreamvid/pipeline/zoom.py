@@ -19,7 +19,7 @@ from ..settings import frame_values
 from .checks import warn_if_slow
 from .context import Context
 from .dreamer import dreamer, with_step_bar
-from .outputs import resolve_output
+from .outputs import read_files, resolve_output
 from .render import render
 
 # The built-in starting image's size when none is given: quick on a CPU, detailed on a GPU.
@@ -201,4 +201,4 @@ def run_zoom(cfg: Config, context: Optional[Context] = None) -> str:
         warnings.warn(f"output={out} has no sound: the song of audio={cfg.audio} is muxed into .mp4 only",
                       stacklevel=2)
     return render(cfg, out, w, h, cfg.fps, cfg.frames, produce, frame_bar=not one, audio=cfg.audio,
-                  inputs=(cfg.input, cfg.dream.guide, cfg.color.reference, cfg.audio, cfg.dream.mask))
+                  inputs=read_files(cfg))
