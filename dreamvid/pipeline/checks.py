@@ -65,7 +65,7 @@ def check(cfg: Config) -> None:
                             f"mode=video dreams a clip")
     for guide in guide_pictures(cfg):
         if is_clip(guide):
-            raise DreamvidError(f"dream.guide={guide} is a video: a guide is a picture (one of its frames: "
+            raise DreamvidError(f"dream.guide={guide} is a video: the guide is one picture (one of its frames: "
                                 f"ffmpeg -i {guide} -frames:v 1 guide.png)")
     if cfg.segments == "auto" and cfg.mode != "video":
         raise DreamvidError("segments=auto splits a clip: it needs mode=video")
